@@ -1,0 +1,2 @@
+//! cdcgan
+fn main() {}

@@ -1,0 +1,1 @@
+//! cdcgan-train

@@ -1,0 +1,3 @@
+//! Developer chores for the cdcgan workspace, run as `cargo xtask <task>`.
+
+pub mod fetch;
