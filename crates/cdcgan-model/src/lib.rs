@@ -1,1 +1,32 @@
-//! cdcgan-model
+//! A conditional DCGAN for 28x28 digits on candle: G(z, y) draws digit y, D(x, y) judges it.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use cdcgan_model::{Gan, ModelConfig, noise};
+//! use rand::SeedableRng;
+//!
+//! let device = Device::Cpu;
+//! let gan = Gan::new(ModelConfig::dcgan28(), 0, &device)?;
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+//! let z = noise(&mut rng, 4, gan.config().z_dim, &device)?;
+//! let y = Tensor::new(&[2u32, 0, 2, 6], &device)?;
+//! let digits = gan.generator.forward_t(&z, &y, false)?; // [4, 1, 28, 28] in [-1, 1]
+//! # assert_eq!(digits.dims(), &[4, 1, 28, 28]);
+//! # Ok::<(), cdcgan_model::Error>(())
+//! ```
+//!
+//! - [`ModelConfig`]: the `dcgan28` knobs (z size, widths, label input) and a tiny variant.
+//! - [`Generator`], [`Discriminator`]: the networks; [`Gan`]: both with their parameters.
+//! - [`Checkpoint`]: safetensors with the config in the metadata, PyTorch-compatible names.
+
+mod checkpoint;
+mod config;
+mod error;
+mod gan;
+mod networks;
+
+pub use checkpoint::{Checkpoint, FORMAT_VERSION, META_ARCH, META_FORMAT, META_MODEL};
+pub use config::{ARCH, LabelInput, ModelConfig};
+pub use error::{Error, Result};
+pub use gan::{DISC, GEN, Gan, Net, generator_from_checkpoint, is_buffer, noise, normal_vec};
+pub use networks::{Discriminator, Generator, one_hot};

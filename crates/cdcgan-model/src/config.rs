@@ -1,0 +1,120 @@
+//! The model configuration: one serde struct shared by code, config files and checkpoints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The only architecture family this crate builds: 28x28, one channel, ten classes.
+pub const ARCH: &str = "dcgan28";
+
+/// How the class label enters the networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelInput {
+    /// G: `concat(z, onehot(y))`; D: ten one-hot planes beside the image.
+    #[default]
+    OneHot,
+    /// G: `concat(z, embed(y))` with a learned 10-d embedding; D: one learned 28x28 plane.
+    Embedding,
+}
+
+/// The knobs of the `dcgan28` architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Dimension of the noise vector z.
+    pub z_dim: usize,
+    /// Generator width: `deconv1` outputs this many channels, `fc` twice as many at 7x7.
+    pub gen_width: usize,
+    /// Discriminator width: `conv1` outputs this many channels, `conv2` twice as many.
+    pub disc_width: usize,
+    /// How the label enters both networks.
+    pub label_input: LabelInput,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self::dcgan28()
+    }
+}
+
+impl ModelConfig {
+    /// The default architecture: z 100, G 256→128→1 channels, D 64→128 channels.
+    pub const fn dcgan28() -> Self {
+        Self {
+            z_dim: 100,
+            gen_width: 128,
+            disc_width: 64,
+            label_input: LabelInput::OneHot,
+        }
+    }
+
+    /// A tiny variant (a few thousand parameters) for fast tests.
+    pub const fn tiny() -> Self {
+        Self {
+            z_dim: 8,
+            gen_width: 4,
+            disc_width: 4,
+            label_input: LabelInput::OneHot,
+        }
+    }
+
+    /// Checks that every size is usable.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::Config(format!("{what} must be between 1 and 4096")));
+        if !(1..=4096).contains(&self.z_dim) {
+            return bad("z_dim");
+        }
+        if !(1..=4096).contains(&self.gen_width) {
+            return bad("gen_width");
+        }
+        if !(1..=4096).contains(&self.disc_width) {
+            return bad("disc_width");
+        }
+        Ok(())
+    }
+
+    /// Width of the label code fed to the generator (and of the embedding).
+    pub(crate) fn label_dim(&self) -> usize {
+        mnist_data::NUM_CLASSES
+    }
+
+    /// Label channels beside the image at the discriminator's input.
+    pub(crate) fn label_planes(&self) -> usize {
+        match self.label_input {
+            LabelInput::OneHot => mnist_data::NUM_CLASSES,
+            LabelInput::Embedding => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json_and_rejects_unknown_fields() {
+        let c = ModelConfig {
+            label_input: LabelInput::Embedding,
+            ..ModelConfig::tiny()
+        };
+        let s = serde_json::to_string(&c).unwrap();
+        assert!(s.contains("\"embedding\""), "{s}");
+        assert_eq!(serde_json::from_str::<ModelConfig>(&s).unwrap(), c);
+        assert!(serde_json::from_str::<ModelConfig>(r#"{"zdim": 3}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<ModelConfig>("{}").unwrap(),
+            ModelConfig::dcgan28()
+        );
+    }
+
+    #[test]
+    fn validate_rejects_zero_sizes() {
+        assert!(ModelConfig::dcgan28().validate().is_ok());
+        let c = ModelConfig {
+            gen_width: 0,
+            ..ModelConfig::tiny()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("gen_width"));
+    }
+}

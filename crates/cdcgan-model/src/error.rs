@@ -1,0 +1,87 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong building, running, saving or loading the networks.
+///
+/// Checkpoint errors name their origin: a file path, or a label such as `<embedded generator>`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Reading or writing a checkpoint file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid safetensors file.
+    #[error("{origin}: not a valid safetensors checkpoint: {source}")]
+    Safetensors {
+        /// Where the bytes came from.
+        origin: String,
+        /// The parser's complaint.
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+    /// The checkpoint's metadata is missing or malformed.
+    #[error("{origin}: bad checkpoint metadata: {problem}")]
+    Metadata {
+        /// Where the bytes came from.
+        origin: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A tensor the architecture needs is absent.
+    #[error("{origin}: missing tensor `{name}`")]
+    MissingTensor {
+        /// Where the bytes came from.
+        origin: String,
+        /// The tensor's name.
+        name: String,
+    },
+    /// A tensor has another shape than the architecture needs.
+    #[error("{origin}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    Shape {
+        /// Where the bytes came from.
+        origin: String,
+        /// The tensor's name.
+        name: String,
+        /// The shape the architecture needs.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor the architecture does not have (a checkpoint of another architecture).
+    #[error("{origin}: unexpected tensor `{name}` (a checkpoint of another architecture?)")]
+    UnexpectedTensor {
+        /// Where the bytes came from.
+        origin: String,
+        /// The tensor's name.
+        name: String,
+    },
+    /// A tensor stored in a type other than f32, f16 or bf16.
+    #[error("{origin}: tensor `{name}` has unsupported dtype {dtype}")]
+    Dtype {
+        /// Where the bytes came from.
+        origin: String,
+        /// The tensor's name.
+        name: String,
+        /// The dtype found.
+        dtype: String,
+    },
+    /// An invalid model configuration.
+    #[error("invalid model config: {0}")]
+    Config(String),
+    /// Writing a checkpoint file failed.
+    #[error(transparent)]
+    Write(#[from] mnist_data::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

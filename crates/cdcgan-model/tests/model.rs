@@ -1,0 +1,273 @@
+//! Behaviour of the networks and checkpoints.
+
+use candle_core::{DType, Device, Tensor};
+use cdcgan_model::{
+    Checkpoint, Error, Gan, LabelInput, ModelConfig, Net, generator_from_checkpoint,
+};
+
+fn cpu() -> Device {
+    Device::Cpu
+}
+
+fn labels(b: usize) -> Tensor {
+    Tensor::from_vec((0..b as u32).map(|i| i % 10).collect(), b, &cpu()).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn dcgan28_tensor_names_and_shapes_follow_the_spec() {
+    let gan = Gan::new(ModelConfig::dcgan28(), 0, &cpu()).unwrap();
+    let shapes: Vec<(String, Vec<usize>)> = gan
+        .all_vars()
+        .into_iter()
+        .map(|(n, v)| (n, v.dims().to_vec()))
+        .collect();
+    let expected: Vec<(&str, Vec<usize>)> = vec![
+        ("disc.bn2.bias", vec![128]),
+        ("disc.bn2.running_mean", vec![128]),
+        ("disc.bn2.running_var", vec![128]),
+        ("disc.bn2.weight", vec![128]),
+        ("disc.conv1.bias", vec![64]),
+        ("disc.conv1.weight", vec![64, 11, 4, 4]),
+        ("disc.conv2.weight", vec![128, 64, 4, 4]),
+        ("disc.fc.bias", vec![1]),
+        ("disc.fc.weight", vec![1, 6272]),
+        ("gen.bn0.bias", vec![256]),
+        ("gen.bn0.running_mean", vec![256]),
+        ("gen.bn0.running_var", vec![256]),
+        ("gen.bn0.weight", vec![256]),
+        ("gen.bn1.bias", vec![128]),
+        ("gen.bn1.running_mean", vec![128]),
+        ("gen.bn1.running_var", vec![128]),
+        ("gen.bn1.weight", vec![128]),
+        ("gen.deconv1.weight", vec![256, 128, 4, 4]),
+        ("gen.deconv2.bias", vec![1]),
+        ("gen.deconv2.weight", vec![128, 1, 4, 4]),
+        ("gen.fc.weight", vec![12544, 110]),
+    ];
+    let expected: Vec<(String, Vec<usize>)> = expected
+        .into_iter()
+        .map(|(n, s)| (n.to_owned(), s))
+        .collect();
+    assert_eq!(shapes, expected);
+    assert_eq!(gan.params(Net::Generator).len(), 8);
+    assert_eq!(gan.params(Net::Discriminator).len(), 7);
+}
+
+#[test]
+fn forward_shapes_and_range_for_both_label_inputs() {
+    for label_input in [LabelInput::OneHot, LabelInput::Embedding] {
+        let cfg = ModelConfig {
+            label_input,
+            ..ModelConfig::tiny()
+        };
+        let gan = Gan::new(cfg, 3, &cpu()).unwrap();
+        let z = Tensor::randn(0f32, 1., (5, cfg.z_dim), &cpu()).unwrap();
+        for train in [true, false] {
+            let x = gan.generator.forward_t(&z, &labels(5), train).unwrap();
+            assert_eq!(x.dims(), &[5, 1, 28, 28]);
+            assert!(values(&x).iter().all(|v| (-1.0..=1.0).contains(v)));
+            let d = gan.discriminator.forward_t(&x, &labels(5), train).unwrap();
+            assert_eq!(d.dims(), &[5]);
+        }
+    }
+}
+
+#[test]
+fn init_is_seeded_and_follows_dcgan() {
+    let a = Gan::new(ModelConfig::dcgan28(), 7, &cpu()).unwrap();
+    let b = Gan::new(ModelConfig::dcgan28(), 7, &cpu()).unwrap();
+    let c = Gan::new(ModelConfig::dcgan28(), 8, &cpu()).unwrap();
+    for ((n, va), ((_, vb), (_, vc))) in a
+        .all_vars()
+        .iter()
+        .zip(b.all_vars().iter().zip(c.all_vars().iter()))
+    {
+        assert_eq!(values(va), values(vb), "{n}");
+        let v = values(va);
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32).sqrt();
+        if n.ends_with(".bias") || n.ends_with("running_mean") {
+            assert!(v.iter().all(|&x| x == 0.0), "{n}");
+        } else if n.ends_with("running_var") {
+            assert!(v.iter().all(|&x| x == 1.0), "{n}");
+        } else {
+            assert_ne!(v, values(vc), "{n} should depend on the seed");
+            let want = if n.contains(".bn") { 1.0 } else { 0.0 };
+            assert!((mean - want).abs() < 0.01, "{n}: mean {mean}");
+            if v.len() > 1000 {
+                assert!((std - 0.02).abs() < 0.002, "{n}: std {std}");
+            }
+        }
+    }
+}
+
+#[test]
+fn batchnorm_train_updates_running_stats_and_eval_uses_them() {
+    let gan = Gan::new(ModelConfig::tiny(), 1, &cpu()).unwrap();
+    let running = |name: &str| {
+        let vars = gan.all_vars();
+        values(
+            vars.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_tensor())
+                .unwrap(),
+        )
+    };
+    let z = Tensor::randn(0f32, 1., (16, 8), &cpu()).unwrap();
+    let eval1 = values(&gan.generator.forward_t(&z, &labels(16), false).unwrap());
+    assert_eq!(running("gen.bn0.running_mean"), vec![0.0; 8]);
+    gan.generator.forward_t(&z, &labels(16), true).unwrap();
+    let mean = running("gen.bn0.running_mean");
+    assert!(mean.iter().any(|&m| m != 0.0));
+    // The update is momentum 0.1 of the batch mean: |running| is a tenth of it.
+    let eval2 = values(&gan.generator.forward_t(&z, &labels(16), false).unwrap());
+    assert_ne!(
+        eval1, eval2,
+        "eval output must follow the running statistics"
+    );
+    let eval3 = values(&gan.generator.forward_t(&z, &labels(16), false).unwrap());
+    assert_eq!(eval2, eval3, "eval mode must not change state");
+}
+
+#[test]
+fn checkpoints_round_trip_in_f32_and_f16() {
+    let dir = tempfile::tempdir().unwrap();
+    let gan = Gan::new(ModelConfig::tiny(), 5, &cpu()).unwrap();
+    let mut ckpt = Checkpoint::new(*gan.config());
+    gan.export(&mut ckpt, "");
+    ckpt.metadata.insert("cdcgan.step".into(), "12".into());
+    for (dtype, tol) in [(DType::F32, 0.0), (DType::F16, 1e-3)] {
+        let path = dir.path().join("c.safetensors");
+        ckpt.save(&path, dtype).unwrap();
+        let back = Checkpoint::load(&path, &cpu()).unwrap();
+        assert_eq!(back.metadata["cdcgan.step"], "12");
+        let other = Gan::new(*back.config(), 99, &cpu()).unwrap();
+        other.import(&back, "").unwrap();
+        for ((n, a), (_, b)) in gan.all_vars().iter().zip(other.all_vars().iter()) {
+            let d = values(a)
+                .iter()
+                .zip(values(b))
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(d <= tol, "{n}: {d}");
+        }
+    }
+}
+
+fn saved(gan: &Gan, edit: impl FnOnce(&mut Checkpoint)) -> Vec<u8> {
+    let mut ckpt = Checkpoint::new(*gan.config());
+    gan.export(&mut ckpt, "");
+    edit(&mut ckpt);
+    ckpt.to_bytes(DType::F32).unwrap()
+}
+
+#[test]
+fn bad_checkpoints_are_refused_naming_the_tensor() {
+    let gan = Gan::new(ModelConfig::tiny(), 5, &cpu()).unwrap();
+    let load = |bytes: Vec<u8>| {
+        Checkpoint::from_bytes(&bytes, "x.safetensors", &cpu()).and_then(|c| gan.import(&c, ""))
+    };
+
+    // Missing tensor: drop one by rebuilding the checkpoint without it.
+    let mut ckpt = Checkpoint::new(*gan.config());
+    for (n, v) in gan.all_vars() {
+        if n != "gen.bn1.weight" {
+            ckpt.insert(n, v.as_tensor().clone());
+        }
+    }
+    let err = load(ckpt.to_bytes(DType::F32).unwrap()).unwrap_err();
+    assert!(matches!(err, Error::MissingTensor { .. }), "{err}");
+    assert!(
+        err.to_string().contains("gen.bn1.weight") && err.to_string().contains("x.safetensors")
+    );
+
+    let err = load(saved(&gan, |c| {
+        c.insert(
+            "gen.fc.weight",
+            Tensor::zeros((3, 3), DType::F32, &cpu()).unwrap(),
+        )
+    }))
+    .unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+    assert!(err.to_string().contains("gen.fc.weight"), "{err}");
+
+    let err = load(saved(&gan, |c| {
+        c.insert(
+            "gen.extra.weight",
+            Tensor::zeros(3, DType::F32, &cpu()).unwrap(),
+        )
+    }))
+    .unwrap_err();
+    assert!(matches!(err, Error::UnexpectedTensor { .. }), "{err}");
+
+    // A checkpoint of a wider model does not load into the tiny one.
+    let wide = Gan::new(
+        ModelConfig {
+            gen_width: 6,
+            ..ModelConfig::tiny()
+        },
+        0,
+        &cpu(),
+    )
+    .unwrap();
+    let err = load(saved(&wide, |_| {})).map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+
+    let err = load(b"definitely not safetensors".to_vec()).unwrap_err();
+    assert!(err.to_string().contains("x.safetensors"), "{err}");
+
+    // A safetensors file without our metadata (another program's) is refused by name.
+    let plain = safetensors::serialize(
+        vec![(
+            "gen.fc.weight".to_owned(),
+            Tensor::zeros(2, DType::F32, &cpu()).unwrap(),
+        )],
+        None,
+    )
+    .unwrap();
+    let err = load(plain).unwrap_err();
+    assert!(err.to_string().contains("not a cdcgan checkpoint"), "{err}");
+}
+
+#[test]
+fn generator_alone_prefers_ema_weights() {
+    let gan = Gan::new(ModelConfig::tiny(), 5, &cpu()).unwrap();
+    let ema = Gan::new(ModelConfig::tiny(), 6, &cpu()).unwrap();
+    let mut ckpt = Checkpoint::new(*gan.config());
+    gan.export(&mut ckpt, "");
+    ema.export(&mut ckpt, "ema.");
+    let z = Tensor::randn(0f32, 1., (3, 8), &cpu()).unwrap();
+    let out = |g: &cdcgan_model::Generator| values(&g.forward_t(&z, &labels(3), false).unwrap());
+    let g = generator_from_checkpoint(&ckpt, true, &cpu()).unwrap();
+    assert_eq!(out(&g), out(&ema.generator));
+    let g = generator_from_checkpoint(&ckpt, false, &cpu()).unwrap();
+    assert_eq!(out(&g), out(&gan.generator));
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_bytes_never_panic_the_loader(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Checkpoint::from_bytes(&bytes, "fuzz", &Device::Cpu);
+        }
+
+        #[test]
+        fn corrupting_a_real_checkpoint_never_panics(i in any::<prop::sample::Index>(), x in 1u8..) {
+            let gan = Gan::new(ModelConfig::tiny(), 0, &Device::Cpu).unwrap();
+            let mut bytes = saved(&gan, |_| {});
+            let at = i.index(bytes.len());
+            bytes[at] ^= x;
+            if let Ok(c) = Checkpoint::from_bytes(&bytes, "fuzz", &Device::Cpu) {
+                let _ = gan.import(&c, "");
+            }
+        }
+    }
+}
