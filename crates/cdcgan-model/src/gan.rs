@@ -115,6 +115,11 @@ impl Gan {
     pub fn import(&self, ckpt: &Checkpoint, prefix: &str) -> Result<()> {
         import_vars(&self.all_vars(), ckpt, prefix)
     }
+
+    /// Like [`Gan::import`], for the tensors of `net` alone.
+    pub fn import_net(&self, ckpt: &Checkpoint, prefix: &str, net: Net) -> Result<()> {
+        import_vars(&self.state(net), ckpt, prefix)
+    }
 }
 
 /// Builds a generator alone from a checkpoint: the EMA weights (`ema.gen.*`) when present

@@ -1,1 +1,35 @@
-//! cdcgan-train
+//! Adversarial training for the `cdcgan-model` conditional DCGAN.
+//!
+//! ```no_run
+//! use candle_core::Device;
+//! use cdcgan_train::{Run, RunConfig};
+//!
+//! let mnist = mnist_data::Mnist::load("data/mnist")?;
+//! let mut config = RunConfig::default();
+//! config.train.epochs = 1;
+//! let mut run = Run::create("runs/first", config, &Device::Cpu)?;
+//! run.train(&mnist.train, &mut ())?; // writes checkpoints, metrics.csv, samples/
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - [`Trainer`]: the state (networks, [`Adam`] optimizers, EMA, noise stream) and one step:
+//!   D on real (target 1, or `1 - label_smoothing`) and detached fakes (target 0), optional
+//!   clipping of D, then G with the non-saturating loss; losses by [`bce_with_logits`].
+//! - [`Run`]: a run directory; [`Run::resume`] continues bit-for-bit where it stopped.
+//! - [`Observer`]: progress callbacks; the library prints nothing.
+
+mod adam;
+mod config;
+mod error;
+mod grid;
+mod loss;
+mod run;
+mod trainer;
+
+pub use adam::{Adam, AdamConfig};
+pub use config::{RunConfig, TrainConfig};
+pub use error::{Error, Result};
+pub use grid::{GRID_PAD, grid_image, save_png};
+pub use loss::bce_with_logits;
+pub use run::{EpochReport, Observer, Outcome, Run, StepReport, latest_state};
+pub use trainer::{META_KIND, META_TRAIN, Position, StepStats, Trainer};

@@ -1,0 +1,160 @@
+//! Training configuration: one serde struct shared by the CLI flags and config files.
+
+use cdcgan_model::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Optimizer and loop settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: u32,
+    /// Examples per batch (the last partial batch of an epoch is dropped).
+    pub batch_size: usize,
+    /// Generator learning rate.
+    pub lr_g: f64,
+    /// Discriminator learning rate.
+    pub lr_d: f64,
+    /// Adam beta1.
+    pub beta1: f64,
+    /// Adam beta2.
+    pub beta2: f64,
+    /// Adam epsilon.
+    pub eps: f64,
+    /// Discriminator steps per generator step.
+    pub d_steps: u32,
+    /// One-sided label smoothing: real targets are `1 - label_smoothing`.
+    pub label_smoothing: f64,
+    /// Clip every discriminator parameter to `[-clip, clip]` after each D step (the WGAN-style
+    /// variant); 0 turns clipping off.
+    pub clip: f64,
+    /// Decay of the exponential moving average of G's weights; 0 turns EMA off.
+    pub ema_decay: f64,
+    /// Seed for initialisation, noise and data order.
+    pub seed: u64,
+    /// Steps between metrics records.
+    pub log_every: u64,
+    /// Columns of the per-epoch sample grid (one row per class).
+    pub grid_per_class: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 20,
+            batch_size: 128,
+            lr_g: 2e-4,
+            lr_d: 2e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+            eps: 1e-8,
+            d_steps: 1,
+            label_smoothing: 0.0,
+            clip: 0.0,
+            ema_decay: 0.999,
+            seed: 0,
+            log_every: 50,
+            grid_per_class: 8,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value's range.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: &str| Err(Error::Config(m.to_owned()));
+        if self.batch_size < 2 {
+            return fail("batch_size must be at least 2 (BatchNorm needs a batch)");
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !(positive(self.lr_g) && positive(self.lr_d)) {
+            return fail("learning rates must be positive");
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return fail("beta1 and beta2 must be in [0, 1)");
+        }
+        if !positive(self.eps) {
+            return fail("eps must be positive");
+        }
+        if self.d_steps == 0 {
+            return fail("d_steps must be at least 1");
+        }
+        if !(0.0..0.5).contains(&self.label_smoothing) {
+            return fail("label_smoothing must be in [0, 0.5)");
+        }
+        if !(self.clip >= 0.0 && self.clip.is_finite()) {
+            return fail("clip must be 0 (off) or positive");
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return fail("ema_decay must be in [0, 1)");
+        }
+        if self.log_every == 0 || self.grid_per_class == 0 {
+            return fail("log_every and grid_per_class must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Everything that defines a run: the model and the training settings.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// The architecture.
+    pub model: ModelConfig,
+    /// The training settings.
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// Checks both parts.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.train.validate()
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain number, bool, string or option: serialisation cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses TOML (missing fields take their defaults; unknown ones are errors).
+    pub fn from_toml(s: &str) -> Result<Self> {
+        toml::from_str(s).map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_defaults() {
+        let mut c = RunConfig::default();
+        c.train.clip = 0.01;
+        c.train.ema_decay = 0.0;
+        let back = RunConfig::from_toml(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+        let partial = RunConfig::from_toml("[train]\nepochs = 3\n").unwrap();
+        assert_eq!(partial.train.epochs, 3);
+        assert_eq!(partial.train.lr_g, 2e-4);
+        assert!(RunConfig::from_toml("[train]\nepoch = 3\n").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let c = TrainConfig {
+            label_smoothing: 0.7,
+            ..TrainConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("label_smoothing")
+        );
+        assert!(TrainConfig::default().validate().is_ok());
+    }
+}

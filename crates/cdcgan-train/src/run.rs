@@ -1,0 +1,377 @@
+//! A training run in a directory: the loop over epochs, checkpoints, metrics and sample grids.
+//!
+//! ```text
+//! RUN_DIR/
+//!   config.toml                     the RunConfig
+//!   metrics.csv                     epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec
+//!   samples/epoch-001.png           fixed-noise grid, one row per class
+//!   checkpoints/state-00000469.safetensors   full training state (the last two are kept)
+//!   checkpoints/latest              name of the newest complete state file
+//!   checkpoints/gen-epoch-001.safetensors    generator alone (EMA when on), one per epoch
+//! ```
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use cdcgan_model::{Checkpoint, noise};
+use mnist_data::{Batcher, NUM_CLASSES, Split};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::grid::{grid_image, save_png};
+use crate::trainer::{Position, StepStats, Trainer};
+
+const CONFIG_FILE: &str = "config.toml";
+const METRICS_FILE: &str = "metrics.csv";
+const METRICS_HEADER: &str = "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec";
+const LATEST: &str = "latest";
+/// Full-state checkpoints kept (the newest and the one before it).
+const KEEP_STATES: usize = 2;
+
+/// Progress of one logging interval (also passed to [`Observer::on_step`] every step).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// The epoch under way, from 1.
+    pub epoch: u32,
+    /// Total epochs of the run.
+    pub epochs: u32,
+    /// Batches done in this epoch.
+    pub batch: usize,
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Generator steps taken in all.
+    pub step: u64,
+    /// This step's losses and D outputs.
+    pub stats: StepStats,
+    /// Training speed over the epoch so far.
+    pub images_per_sec: f64,
+}
+
+/// Summary of a finished epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochReport {
+    /// The epoch just finished, from 1.
+    pub epoch: u32,
+    /// Total epochs of the run.
+    pub epochs: u32,
+    /// Generator steps taken in all.
+    pub step: u64,
+    /// Means over the epoch's steps.
+    pub mean: StepStats,
+    /// Training speed over the epoch.
+    pub images_per_sec: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+    /// The epoch's sample grid.
+    pub grid: PathBuf,
+    /// The full-state checkpoint written.
+    pub checkpoint: PathBuf,
+}
+
+/// How [`Run::train`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every epoch is done.
+    Finished,
+    /// The observer asked to stop; the state was saved to this checkpoint.
+    Interrupted(PathBuf),
+}
+
+/// Receives progress; the library itself prints nothing.
+pub trait Observer {
+    /// After every step.
+    fn on_step(&mut self, _report: &StepReport) {}
+    /// After every epoch, once its checkpoint and grid are written.
+    fn on_epoch(&mut self, _report: &EpochReport) {}
+    /// Asked after every step; `true` saves a checkpoint and ends [`Run::train`].
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything.
+impl Observer for () {}
+
+/// A training run bound to its directory.
+#[derive(Debug)]
+pub struct Run {
+    dir: PathBuf,
+    trainer: Trainer,
+}
+
+impl Run {
+    /// Starts a new run in `dir` (created if needed); refuses a directory holding a run.
+    pub fn create(dir: impl AsRef<Path>, config: RunConfig, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref().to_owned();
+        if dir.join(CONFIG_FILE).exists() {
+            return Err(Error::RunExists(dir));
+        }
+        let trainer = Trainer::new(config, device)?;
+        for sub in ["", "samples", "checkpoints"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(|source| Error::Io { path: p, source })?;
+        }
+        mnist_data::write_atomic(&dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        let metrics = dir.join(METRICS_FILE);
+        mnist_data::write_atomic(&metrics, format!("{METRICS_HEADER}\n").as_bytes())?;
+        Ok(Self { dir, trainer })
+    }
+
+    /// Reopens the run in `dir` at its latest complete checkpoint.
+    pub fn resume(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref().to_owned();
+        let path = latest_state(&dir)?.ok_or_else(|| Error::NothingToResume(dir.clone()))?;
+        let ckpt = Checkpoint::load(&path, device)?;
+        let trainer = Trainer::from_checkpoint(&ckpt, device)?;
+        truncate_metrics(&dir.join(METRICS_FILE), trainer.position().step)?;
+        Ok(Self { dir, trainer })
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The training state.
+    pub fn trainer(&self) -> &Trainer {
+        &self.trainer
+    }
+
+    /// Trains on `split` until the configured epochs are done or `observer` asks to stop.
+    pub fn train(&mut self, split: &Split, observer: &mut dyn Observer) -> Result<Outcome> {
+        let cfg = *self.trainer.config();
+        let t = cfg.train;
+        let device = self.trainer.device().clone();
+        let batcher = Batcher::new(split, t.batch_size)?
+            .seed(t.seed)
+            .drop_last(true)
+            .device(&device);
+        let batches = batcher.batches_per_epoch();
+        if batches == 0 {
+            return Err(Error::TooLittleData {
+                len: split.len(),
+                batch_size: t.batch_size,
+            });
+        }
+        let mut log = Interval::default();
+        while self.trainer.position().epoch < t.epochs {
+            let Position { epoch, batch, .. } = self.trainer.position();
+            let started = Instant::now();
+            let mut epoch_sum = Interval::default();
+            for (i, item) in batcher.epoch_from(u64::from(epoch), batch).enumerate() {
+                let (images, labels) = item?;
+                let stats = self.trainer.step(&images, &labels)?;
+                self.trainer.position_mut().batch = batch + i + 1;
+                log.add(&stats);
+                epoch_sum.add(&stats);
+                let done = (i + 1) * t.batch_size;
+                let report = StepReport {
+                    epoch: epoch + 1,
+                    epochs: t.epochs,
+                    batch: batch + i + 1,
+                    batches,
+                    step: self.trainer.position().step,
+                    stats,
+                    images_per_sec: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                };
+                if report.step % t.log_every == 0 || report.batch == batches {
+                    self.append_metrics(&report, &mut log)?;
+                }
+                observer.on_step(&report);
+                if report.batch < batches && observer.should_stop() {
+                    return Ok(Outcome::Interrupted(self.save_state()?));
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let pos = self.trainer.position_mut();
+            pos.epoch += 1;
+            pos.batch = 0;
+            let grid = self.write_grid(epoch + 1)?;
+            let gen_path = self
+                .dir
+                .join("checkpoints")
+                .join(format!("gen-epoch-{:03}.safetensors", epoch + 1));
+            self.trainer
+                .generator_checkpoint()
+                .save(&gen_path, candle_core::DType::F32)?;
+            let checkpoint = self.save_state()?;
+            observer.on_epoch(&EpochReport {
+                epoch: epoch + 1,
+                epochs: t.epochs,
+                step: self.trainer.position().step,
+                mean: epoch_sum.mean(),
+                images_per_sec: (epoch_sum.n * t.batch_size) as f64 / seconds.max(1e-9),
+                seconds,
+                grid,
+                checkpoint,
+            });
+            if self.trainer.position().epoch < t.epochs && observer.should_stop() {
+                return Ok(Outcome::Interrupted(self.latest_path()));
+            }
+        }
+        Ok(Outcome::Finished)
+    }
+
+    /// The fixed noise and labels of the per-epoch grids: `grid_per_class` per class, row by
+    /// row, the same every epoch and on resume.
+    pub fn fixed_inputs(&self) -> Result<(Tensor, Tensor)> {
+        let cfg = self.trainer.config();
+        let per_class = cfg.train.grid_per_class;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.train.seed);
+        rng.set_stream(2);
+        let n = NUM_CLASSES * per_class;
+        let z = noise(&mut rng, n, cfg.model.z_dim, self.trainer.device())?;
+        let labels: Vec<u32> = (0..n).map(|i| (i / per_class) as u32).collect();
+        Ok((z, Tensor::from_vec(labels, n, self.trainer.device())?))
+    }
+
+    fn write_grid(&self, epoch: u32) -> Result<PathBuf> {
+        let (z, labels) = self.fixed_inputs()?;
+        let images = self
+            .trainer
+            .sampling_generator()
+            .forward_t(&z, &labels, false)?;
+        let img = grid_image(&images, self.trainer.config().train.grid_per_class, 1)?;
+        let path = self
+            .dir
+            .join("samples")
+            .join(format!("epoch-{epoch:03}.png"));
+        save_png(&img, &path)?;
+        Ok(path)
+    }
+
+    fn latest_path(&self) -> PathBuf {
+        latest_state(&self.dir).ok().flatten().unwrap_or_default()
+    }
+
+    /// Writes the full state, then the `latest` pointer, then prunes old states.
+    fn save_state(&self) -> Result<PathBuf> {
+        let ckdir = self.dir.join("checkpoints");
+        let name = format!("state-{:08}.safetensors", self.trainer.position().step);
+        let path = ckdir.join(&name);
+        self.trainer
+            .checkpoint()?
+            .save(&path, candle_core::DType::F32)?;
+        mnist_data::write_atomic(&ckdir.join(LATEST), name.as_bytes())?;
+        let mut states: Vec<PathBuf> = fs::read_dir(&ckdir)
+            .map_err(|source| Error::Io {
+                path: ckdir.clone(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("state-") && n.ends_with(".safetensors"))
+            })
+            .collect();
+        states.sort();
+        let excess = states.len().saturating_sub(KEEP_STATES);
+        for old in &states[..excess] {
+            let _ = fs::remove_file(old);
+        }
+        Ok(path)
+    }
+
+    fn append_metrics(&self, report: &StepReport, log: &mut Interval) -> Result<()> {
+        let m = log.mean();
+        let line = format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.1}\n",
+            report.epoch,
+            report.step,
+            m.d_loss,
+            m.g_loss,
+            m.d_real,
+            m.d_fake,
+            report.images_per_sec
+        );
+        *log = Interval::default();
+        let path = self.dir.join(METRICS_FILE);
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(line.as_bytes()).map_err(io)
+    }
+}
+
+/// The newest complete full-state checkpoint of the run in `dir`, if any.
+pub fn latest_state(dir: &Path) -> Result<Option<PathBuf>> {
+    let pointer = dir.join("checkpoints").join(LATEST);
+    match fs::read_to_string(&pointer) {
+        Ok(name) => {
+            let name = name.trim();
+            if name.is_empty() || name.contains(['/', '\\']) {
+                return Err(Error::Checkpoint {
+                    origin: pointer.display().to_string(),
+                    problem: "malformed pointer".into(),
+                });
+            }
+            Ok(Some(dir.join("checkpoints").join(name)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            path: pointer,
+            source,
+        }),
+    }
+}
+
+/// Drops metrics rows past `step` (written after the checkpoint a run resumes from).
+fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut out = format!("{METRICS_HEADER}\n");
+    for line in text.lines().skip(1) {
+        let row_step = line.split(',').nth(1).and_then(|s| s.parse::<u64>().ok());
+        if row_step.is_some_and(|s| s <= step) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(mnist_data::write_atomic(path, out.as_bytes())?)
+}
+
+/// Running sums of step statistics.
+#[derive(Debug, Default)]
+struct Interval {
+    n: usize,
+    sum: StepStats,
+}
+
+impl Interval {
+    fn add(&mut self, s: &StepStats) {
+        self.n += 1;
+        self.sum.d_loss += s.d_loss;
+        self.sum.g_loss += s.g_loss;
+        self.sum.d_real += s.d_real;
+        self.sum.d_fake += s.d_fake;
+    }
+
+    fn mean(&self) -> StepStats {
+        let n = self.n.max(1) as f64;
+        StepStats {
+            d_loss: self.sum.d_loss / n,
+            g_loss: self.sum.g_loss / n,
+            d_real: self.sum.d_real / n,
+            d_fake: self.sum.d_fake / n,
+        }
+    }
+}

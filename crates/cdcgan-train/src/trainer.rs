@@ -1,0 +1,329 @@
+//! The adversarial update: one D step (or several) then one G step, with Adam, optional
+//! clipping and an EMA of the generator. Holds the whole training state.
+
+use candle_core::{Device, Tensor};
+use cdcgan_model::{Checkpoint, Gan, Generator, Net, is_buffer, noise};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::adam::{Adam, AdamConfig};
+use crate::config::RunConfig;
+use crate::error::{Error, Result};
+use crate::loss::bce_with_logits;
+
+/// Metadata key of the training config (JSON).
+pub const META_TRAIN: &str = "cdcgan.train";
+/// Metadata key of the checkpoint kind (`training` or `generator`).
+pub const META_KIND: &str = "cdcgan.kind";
+const META_POSITION: &str = "cdcgan.position";
+const META_RNG: &str = "cdcgan.rng";
+const META_EMA_UPDATES: &str = "cdcgan.ema_updates";
+const META_OPT_G_STEPS: &str = "cdcgan.opt.gen.t";
+const META_OPT_D_STEPS: &str = "cdcgan.opt.disc.t";
+
+/// Where training stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Position {
+    /// Epochs completed.
+    pub epoch: u32,
+    /// Batches completed in the current epoch.
+    pub batch: usize,
+    /// Generator steps taken in all.
+    pub step: u64,
+}
+
+/// Scalars from one training step.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StepStats {
+    /// Discriminator loss (real + fake BCE), from the last D step.
+    pub d_loss: f64,
+    /// Generator loss (non-saturating BCE).
+    pub g_loss: f64,
+    /// Mean D(x) on real images.
+    pub d_real: f64,
+    /// Mean D(G(z)) on generated images, before the D step.
+    pub d_fake: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RngState {
+    seed: String,
+    stream: u64,
+    word_pos: String,
+}
+
+/// The training state: networks, optimizers, EMA, noise stream and position.
+pub struct Trainer {
+    config: RunConfig,
+    gan: Gan,
+    ema: Option<Gan>,
+    ema_updates: u64,
+    opt_g: Adam,
+    opt_d: Adam,
+    rng: ChaCha8Rng,
+    position: Position,
+    device: Device,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// A fresh state: networks initialised from the config's seed.
+    pub fn new(config: RunConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let t = &config.train;
+        let gan = Gan::new(config.model, t.seed, device)?;
+        let ema = if t.ema_decay > 0.0 {
+            let ema = Gan::new(config.model, t.seed, device)?;
+            Some(ema)
+        } else {
+            None
+        };
+        let adam = |lr| AdamConfig {
+            lr,
+            beta1: t.beta1,
+            beta2: t.beta2,
+            eps: t.eps,
+        };
+        let opt_g = Adam::new(gan.params(Net::Generator), adam(t.lr_g))?;
+        let opt_d = Adam::new(gan.params(Net::Discriminator), adam(t.lr_d))?;
+        let mut rng = ChaCha8Rng::seed_from_u64(t.seed);
+        rng.set_stream(1);
+        Ok(Self {
+            config,
+            gan,
+            ema,
+            ema_updates: 0,
+            opt_g,
+            opt_d,
+            rng,
+            position: Position::default(),
+            device: device.clone(),
+        })
+    }
+
+    /// The state saved in a training checkpoint.
+    pub fn from_checkpoint(ckpt: &Checkpoint, device: &Device) -> Result<Self> {
+        let err = |problem: String| Error::Checkpoint {
+            origin: ckpt.origin().to_owned(),
+            problem,
+        };
+        let meta = |key: &str| {
+            ckpt.metadata
+                .get(key)
+                .ok_or_else(|| err(format!("not a training checkpoint: no `{key}`")))
+        };
+        let train = serde_json::from_str(meta(META_TRAIN)?)
+            .map_err(|e| err(format!("training config: {e}")))?;
+        let config = RunConfig {
+            model: *ckpt.config(),
+            train,
+        };
+        let mut this = Self::new(config, device)?;
+        this.gan.import(ckpt, "")?;
+        if let Some(ema) = &this.ema {
+            ema.import_net(ckpt, "ema.", Net::Generator)?;
+        }
+        this.opt_g.import(ckpt, "opt.", META_OPT_G_STEPS)?;
+        this.opt_d.import(ckpt, "opt.", META_OPT_D_STEPS)?;
+        this.position = serde_json::from_str(meta(META_POSITION)?)
+            .map_err(|e| err(format!("position: {e}")))?;
+        let rng: RngState =
+            serde_json::from_str(meta(META_RNG)?).map_err(|e| err(format!("rng: {e}")))?;
+        this.rng = restore_rng(&rng).ok_or_else(|| err("rng: malformed state".into()))?;
+        this.ema_updates = match meta(META_EMA_UPDATES) {
+            Ok(s) => s
+                .parse()
+                .map_err(|_| err("malformed EMA update count".into()))?,
+            Err(_) => 0,
+        };
+        Ok(this)
+    }
+
+    /// The whole state as a checkpoint.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let mut ckpt = Checkpoint::new(self.config.model);
+        self.gan.export(&mut ckpt, "");
+        if let Some(ema) = &self.ema {
+            ema_generator_export(ema, &mut ckpt);
+        }
+        self.opt_g.export(&mut ckpt, "opt.", META_OPT_G_STEPS);
+        self.opt_d.export(&mut ckpt, "opt.", META_OPT_D_STEPS);
+        let m = &mut ckpt.metadata;
+        m.insert(META_KIND.into(), "training".into());
+        m.insert(META_TRAIN.into(), json(&self.config.train));
+        m.insert(META_POSITION.into(), json(&self.position));
+        m.insert(META_RNG.into(), json(&save_rng(&self.rng)));
+        m.insert(META_EMA_UPDATES.into(), self.ema_updates.to_string());
+        m.insert("cdcgan.epoch".into(), self.position.epoch.to_string());
+        m.insert("cdcgan.step".into(), self.position.step.to_string());
+        Ok(ckpt)
+    }
+
+    /// The generator alone (EMA weights when EMA is on), for sampling elsewhere.
+    pub fn generator_checkpoint(&self) -> Checkpoint {
+        let mut ckpt = Checkpoint::new(self.config.model);
+        let src = self.ema.as_ref().unwrap_or(&self.gan);
+        for (name, var) in src.state(Net::Generator) {
+            ckpt.insert(name, var.as_tensor().detach());
+        }
+        let m = &mut ckpt.metadata;
+        m.insert(META_KIND.into(), "generator".into());
+        m.insert("cdcgan.ema".into(), self.ema.is_some().to_string());
+        m.insert("cdcgan.epoch".into(), self.position.epoch.to_string());
+        m.insert("cdcgan.step".into(), self.position.step.to_string());
+        ckpt
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// Where training stands.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// Moves the position on (used by the loop at batch and epoch ends).
+    pub(crate) fn position_mut(&mut self) -> &mut Position {
+        &mut self.position
+    }
+
+    /// The networks being trained.
+    pub fn gan(&self) -> &Gan {
+        &self.gan
+    }
+
+    /// The generator to sample from: the EMA one when EMA is on.
+    pub fn sampling_generator(&self) -> &Generator {
+        &self.ema.as_ref().unwrap_or(&self.gan).generator
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// One training step on a batch of real `images` `[b, 1, 28, 28]` and `labels` `[b]`.
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor) -> Result<StepStats> {
+        let t = self.config.train;
+        let b = images.dim(0)?;
+        let (g, d) = (&self.gan.generator, &self.gan.discriminator);
+        let real_target = 1.0 - t.label_smoothing;
+        let mut stats = StepStats::default();
+        let mut fake = None;
+        for _ in 0..t.d_steps {
+            let z = noise(&mut self.rng, b, self.config.model.z_dim, &self.device)?;
+            let f = g.forward_t(&z, labels, true)?;
+            let d_real = d.forward_t(images, labels, true)?;
+            let d_fake = d.forward_t(&f.detach(), labels, true)?;
+            let loss = (bce_with_logits(&d_real, real_target)? + bce_with_logits(&d_fake, 0.0)?)?;
+            stats.d_loss = scalar(&loss)?;
+            check_finite(stats.d_loss, "discriminator loss", self.position.step)?;
+            stats.d_real = scalar(&sigmoid(&d_real)?.mean_all()?)?;
+            stats.d_fake = scalar(&sigmoid(&d_fake)?.mean_all()?)?;
+            self.opt_d.step(&loss.backward()?)?;
+            if t.clip > 0.0 {
+                for (_, var) in self.opt_d.vars() {
+                    var.set(&var.as_tensor().clamp(-t.clip, t.clip)?)?;
+                }
+            }
+            fake = Some(f);
+        }
+        let fake = fake.ok_or_else(|| Error::Config("d_steps must be at least 1".into()))?;
+        let g_loss = bce_with_logits(&d.forward_t(&fake, labels, true)?, 1.0)?;
+        stats.g_loss = scalar(&g_loss)?;
+        check_finite(stats.g_loss, "generator loss", self.position.step)?;
+        self.opt_g.step(&g_loss.backward()?)?;
+        self.update_ema()?;
+        self.position.step += 1;
+        Ok(stats)
+    }
+
+    /// `ema = d·ema + (1-d)·g` for parameters, a copy for BatchNorm statistics, with the
+    /// decay warmed up as `min(decay, (1+n)/(10+n))` so early samples are not stuck at init.
+    fn update_ema(&mut self) -> Result<()> {
+        let Some(ema) = &self.ema else { return Ok(()) };
+        let n = self.ema_updates as f64;
+        let decay = self.config.train.ema_decay.min((1.0 + n) / (10.0 + n));
+        for ((name, src), (_, dst)) in self
+            .gan
+            .state(Net::Generator)
+            .iter()
+            .zip(ema.state(Net::Generator).iter())
+        {
+            let new = if is_buffer(name) {
+                src.as_tensor().clone()
+            } else {
+                ((dst.as_tensor() * decay)? + (src.as_tensor() * (1.0 - decay))?)?
+            };
+            dst.set(&new)?;
+        }
+        self.ema_updates += 1;
+        Ok(())
+    }
+}
+
+/// Exports an EMA model's generator tensors as `ema.gen.*`.
+fn ema_generator_export(ema: &Gan, ckpt: &mut Checkpoint) {
+    for (name, var) in ema.state(Net::Generator) {
+        ckpt.insert(format!("ema.{name}"), var.as_tensor().detach());
+    }
+}
+
+fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(f64::from(
+        t.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?,
+    ))
+}
+
+fn check_finite(v: f64, what: &str, step: u64) -> Result<()> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite {
+            step,
+            what: what.to_owned(),
+        })
+    }
+}
+
+fn save_rng(rng: &ChaCha8Rng) -> RngState {
+    RngState {
+        seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
+        stream: rng.get_stream(),
+        word_pos: rng.get_word_pos().to_string(),
+    }
+}
+
+fn restore_rng(s: &RngState) -> Option<ChaCha8Rng> {
+    if s.seed.len() != 64 || !s.seed.is_ascii() {
+        return None;
+    }
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s.seed[2 * i..2 * i + 2], 16).ok()?;
+    }
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(s.stream);
+    rng.set_word_pos(s.word_pos.parse().ok()?);
+    Some(rng)
+}
+
+/// JSON for metadata values; every type stored this way serialises infallibly.
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}

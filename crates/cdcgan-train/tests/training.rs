@@ -1,0 +1,151 @@
+//! The training loop: run directory, exact resume, determinism, options.
+
+mod common;
+
+use candle_core::Device;
+use cdcgan_model::Checkpoint;
+use cdcgan_train::{Error, Observer, Outcome, Run, StepReport, latest_state};
+use common::{contents, patterns, tiny};
+
+/// Stops after a given number of steps.
+struct StopAt(u64);
+
+impl Observer for StopAt {
+    fn on_step(&mut self, r: &StepReport) {
+        self.0 = self.0.saturating_sub(1);
+        let _ = r;
+    }
+    fn should_stop(&mut self) -> bool {
+        self.0 == 0
+    }
+}
+
+fn final_state(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let path = latest_state(dir).unwrap().unwrap();
+    contents(&Checkpoint::load(path, &Device::Cpu).unwrap())
+}
+
+#[test]
+fn a_run_writes_checkpoints_metrics_and_grids() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = patterns(40);
+    let mut run = Run::create(dir.path(), tiny(2, 8), &Device::Cpu).unwrap();
+    assert_eq!(run.train(&data, &mut ()).unwrap(), Outcome::Finished);
+    let p = dir.path();
+    for f in [
+        "config.toml",
+        "samples/epoch-001.png",
+        "samples/epoch-002.png",
+        "checkpoints/latest",
+        "checkpoints/gen-epoch-002.safetensors",
+    ] {
+        assert!(p.join(f).is_file(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(p.join("metrics.csv")).unwrap();
+    let rows: Vec<&str> = metrics.lines().collect();
+    assert_eq!(
+        rows[0],
+        "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec"
+    );
+    assert_eq!(rows.len(), 1 + 6, "{metrics}"); // 5 steps per epoch, a row every 2 and at epoch end
+    assert!(rows.last().unwrap().starts_with("2,10,"), "{metrics}");
+    let grid = image::open(p.join("samples/epoch-002.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (2 + 2 * 30, 2 + 10 * 30));
+    // A new run refuses to overwrite this one.
+    assert!(matches!(
+        Run::create(p, tiny(1, 8), &Device::Cpu),
+        Err(Error::RunExists(_))
+    ));
+}
+
+#[test]
+fn resuming_gives_bit_identical_weights() {
+    let data = patterns(40);
+    let straight = tempfile::tempdir().unwrap();
+    Run::create(straight.path(), tiny(2, 8), &Device::Cpu)
+        .unwrap()
+        .train(&data, &mut ())
+        .unwrap();
+    let want = final_state(straight.path());
+
+    // Stopped at the epoch boundary (after step 5) and mid-epoch (after step 7).
+    for stop in [5, 7] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = Run::create(dir.path(), tiny(2, 8), &Device::Cpu).unwrap();
+        let out = run.train(&data, &mut StopAt(stop)).unwrap();
+        assert!(
+            matches!(out, Outcome::Interrupted(_)),
+            "stop at {stop}: {out:?}"
+        );
+        drop(run);
+        let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(run.trainer().position().step, stop);
+        assert_eq!(run.train(&data, &mut ()).unwrap(), Outcome::Finished);
+        assert_eq!(final_state(dir.path()), want, "stop at {stop}");
+        let metrics = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+        let straight_metrics =
+            std::fs::read_to_string(straight.path().join("metrics.csv")).unwrap();
+        let steps = |m: &str| -> Vec<String> {
+            m.lines()
+                .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+                .collect()
+        };
+        assert_eq!(steps(&metrics), steps(&straight_metrics), "stop at {stop}");
+    }
+}
+
+#[test]
+fn same_seed_same_weights_other_seed_other_weights() {
+    let data = patterns(30);
+    let run_with = |seed| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = tiny(1, 10);
+        cfg.train.seed = seed;
+        Run::create(dir.path(), cfg, &Device::Cpu)
+            .unwrap()
+            .train(&data, &mut ())
+            .unwrap();
+        final_state(dir.path())
+    };
+    let a = run_with(1);
+    assert_eq!(a, run_with(1));
+    assert_ne!(a, run_with(2));
+}
+
+#[test]
+fn weight_clipping_bounds_every_discriminator_parameter() {
+    let data = patterns(30);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(1, 10);
+    cfg.train.clip = 0.01;
+    cfg.train.d_steps = 2;
+    cfg.train.label_smoothing = 0.1;
+    let mut run = Run::create(dir.path(), cfg, &Device::Cpu).unwrap();
+    run.train(&data, &mut ()).unwrap();
+    let d = run.trainer().gan().params(cdcgan_model::Net::Discriminator);
+    for (name, var) in d {
+        let v = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(v.iter().all(|x| x.abs() <= 0.01), "{name}");
+    }
+}
+
+#[test]
+fn errors_for_nothing_to_resume_and_too_little_data() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Run::resume(dir.path(), &Device::Cpu),
+        Err(Error::NothingToResume(_))
+    ));
+    let mut run = Run::create(dir.path(), tiny(1, 64), &Device::Cpu).unwrap();
+    let err = run.train(&patterns(10), &mut ()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TooLittleData {
+                len: 10,
+                batch_size: 64
+            }
+        ),
+        "{err}"
+    );
+}
