@@ -200,7 +200,7 @@ impl Run {
                 .generator_checkpoint()
                 .save(&gen_path, candle_core::DType::F32)?;
             let checkpoint = self.save_state()?;
-            observer.on_epoch(&EpochReport {
+            let report = EpochReport {
                 epoch: epoch + 1,
                 epochs: t.epochs,
                 step: self.trainer.position().step,
@@ -209,9 +209,10 @@ impl Run {
                 seconds,
                 grid,
                 checkpoint,
-            });
+            };
+            observer.on_epoch(&report);
             if self.trainer.position().epoch < t.epochs && observer.should_stop() {
-                return Ok(Outcome::Interrupted(self.latest_path()));
+                return Ok(Outcome::Interrupted(report.checkpoint));
             }
         }
         Ok(Outcome::Finished)
@@ -243,10 +244,6 @@ impl Run {
             .join(format!("epoch-{epoch:03}.png"));
         save_png(&img, &path)?;
         Ok(path)
-    }
-
-    fn latest_path(&self) -> PathBuf {
-        latest_state(&self.dir).ok().flatten().unwrap_or_default()
     }
 
     /// Writes the full state, then the `latest` pointer, then prunes old states.
