@@ -17,12 +17,15 @@
 //!
 //! - [`ModelConfig`]: the `dcgan28` knobs (z size, widths, label input) and a tiny variant.
 //! - [`Generator`], [`Discriminator`]: the networks; [`Gan`]: both with their parameters.
+//! - [`kernels`], [`layers`]: fast CPU convolutions (im2col + gemm) with backward passes.
 //! - [`Checkpoint`]: safetensors with the config in the metadata, PyTorch-compatible names.
 
 mod checkpoint;
 mod config;
 mod error;
 mod gan;
+pub mod kernels;
+pub mod layers;
 mod networks;
 
 pub use checkpoint::{Checkpoint, FORMAT_VERSION, META_ARCH, META_FORMAT, META_MODEL};

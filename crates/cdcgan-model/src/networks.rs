@@ -14,15 +14,14 @@
 //! # Ok::<(), cdcgan_model::Error>(())
 //! ```
 
-use candle_core::{DType, Module, ModuleT, Tensor};
-use candle_nn::{
-    BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
-    Embedding, Linear, VarBuilder,
-};
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
 use mnist_data::{IMAGE_SIDE, NUM_CLASSES};
 
 use crate::config::{LabelInput, ModelConfig};
 use crate::error::Result;
+use crate::kernels::{self, Activation};
+use crate::layers::{self, BatchNorm, Conv2d, ConvConfig, ConvTranspose2d};
 
 /// Side of the generator's first feature map, and of the discriminator's last.
 const BASE_SIDE: usize = IMAGE_SIDE / 4;
@@ -37,34 +36,20 @@ pub fn one_hot(labels: &Tensor) -> Result<Tensor> {
         .to_dtype(DType::F32)?)
 }
 
+/// PyTorch's BatchNorm defaults: eps 1e-5, momentum 0.1.
 fn bn(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    let cfg = BatchNormConfig {
-        eps: 1e-5,
-        remove_mean: true,
-        affine: true,
-        momentum: 0.1,
-    };
-    Ok(candle_nn::batch_norm(channels, cfg, vb)?)
+    Ok(layers::batch_norm(channels, 1e-5, 0.1, vb)?)
 }
+
+const LEAKY: Activation = Activation::LeakyRelu(0.2);
 
 /// Stride 2, padding 1, kernel 4: halves (conv) or doubles (transposed conv) the side.
 const K: usize = 4;
 
-fn conv_cfg() -> Conv2dConfig {
-    Conv2dConfig {
-        padding: 1,
-        stride: 2,
-        ..Default::default()
-    }
-}
-
-fn deconv_cfg() -> ConvTranspose2dConfig {
-    ConvTranspose2dConfig {
-        padding: 1,
-        stride: 2,
-        ..Default::default()
-    }
-}
+const HALVE: ConvConfig = ConvConfig {
+    stride: 2,
+    padding: 1,
+};
 
 /// G(z, y): noise and a class label to a 28x28 image in `[-1, 1]`.
 #[derive(Debug, Clone)]
@@ -96,15 +81,9 @@ impl Generator {
             embed,
             fc: candle_nn::linear_no_bias(fc_in, 2 * w * BASE_SIDE * BASE_SIDE, vb.pp("fc"))?,
             bn0: bn(2 * w, vb.pp("bn0"))?,
-            deconv1: candle_nn::conv_transpose2d_no_bias(
-                2 * w,
-                w,
-                K,
-                deconv_cfg(),
-                vb.pp("deconv1"),
-            )?,
+            deconv1: layers::conv_transpose2d_no_bias(2 * w, w, K, HALVE, vb.pp("deconv1"))?,
             bn1: bn(w, vb.pp("bn1"))?,
-            deconv2: candle_nn::conv_transpose2d(w, 1, K, deconv_cfg(), vb.pp("deconv2"))?,
+            deconv2: layers::conv_transpose2d(w, 1, K, HALVE, vb.pp("deconv2"))?,
             config: *config,
         })
     }
@@ -129,9 +108,9 @@ impl Generator {
             self.fc
                 .forward(&x)?
                 .reshape((b, 2 * self.config.gen_width, BASE_SIDE, BASE_SIDE))?;
-        let x = self.bn0.forward_t(&x, train)?.relu()?;
+        let x = self.bn0.forward_act(&x, train, Activation::Relu)?;
         let x = self.deconv1.forward(&x)?;
-        let x = self.bn1.forward_t(&x, train)?.relu()?;
+        let x = self.bn1.forward_act(&x, train, Activation::Relu)?;
         Ok(self.deconv2.forward(&x)?.tanh()?)
     }
 }
@@ -162,8 +141,8 @@ impl Discriminator {
         };
         Ok(Self {
             embed,
-            conv1: candle_nn::conv2d(1 + config.label_planes(), w, K, conv_cfg(), vb.pp("conv1"))?,
-            conv2: candle_nn::conv2d_no_bias(w, 2 * w, K, conv_cfg(), vb.pp("conv2"))?,
+            conv1: layers::conv2d(1 + config.label_planes(), w, K, HALVE, vb.pp("conv1"))?,
+            conv2: layers::conv2d_no_bias(w, 2 * w, K, HALVE, vb.pp("conv2"))?,
             bn2: bn(2 * w, vb.pp("bn2"))?,
             fc: candle_nn::linear(2 * w * BASE_SIDE * BASE_SIDE, 1, vb.pp("fc"))?,
             config: *config,
@@ -176,21 +155,49 @@ impl Discriminator {
     }
 
     /// Logits `[b]` for images `[b, 1, 28, 28]` in `[-1, 1]` and labels `[b]`.
+    ///
+    /// The first layer sees the image stacked with label planes. Its response to the label
+    /// planes depends on the class alone, so it is computed once per class (a batch of ten)
+    /// and gathered by label: exactly `conv1(cat(x, planes))` without building the planes.
     pub fn forward_t(&self, x: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
-        let b = x.dim(0)?;
-        let planes = match &self.embed {
-            None => one_hot(labels)?
-                .reshape((b, NUM_CLASSES, 1, 1))?
-                .broadcast_as((b, NUM_CLASSES, IMAGE_SIDE, IMAGE_SIDE))?,
-            Some(e) => e
-                .forward(&labels.to_dtype(DType::U32)?)?
-                .reshape((b, 1, IMAGE_SIDE, IMAGE_SIDE))?,
+        let labels = labels.to_dtype(DType::U32)?;
+        let w = self.conv1.weight();
+        let planes = w.dim(1)? - 1;
+        let stride = self.conv1.config().stride;
+        let padding = self.conv1.config().padding;
+        let image_part = kernels::conv2d(x, &w.narrow(1, 0, 1)?, stride, padding)?;
+        let per_class = kernels::conv2d(
+            &self.label_planes()?,
+            &w.narrow(1, 1, planes)?,
+            stride,
+            padding,
+        )?;
+        let per_class = match self.conv1.bias() {
+            Some(bias) => per_class.broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?)?,
+            None => per_class,
         };
-        let x = Tensor::cat(&[x, &planes.contiguous()?], 1)?;
-        let x = candle_nn::ops::leaky_relu(&self.conv1.forward(&x)?, 0.2)?;
-        let x = self.bn2.forward_t(&self.conv2.forward(&x)?, train)?;
-        let x = candle_nn::ops::leaky_relu(&x, 0.2)?.flatten_from(1)?;
-        Ok(self.fc.forward(&x)?.squeeze(1)?)
+        let h = kernels::gather_add_act(&image_part, &per_class, &labels, LEAKY)?;
+        let h = self
+            .bn2
+            .forward_act(&self.conv2.forward(&h)?, train, LEAKY)?
+            .flatten_from(1)?;
+        Ok(self.fc.forward(&h)?.squeeze(1)?)
+    }
+
+    /// The label planes of each class, `[10, planes, 28, 28]`: one-hot planes, or the
+    /// learned embedding as one plane.
+    fn label_planes(&self) -> Result<Tensor> {
+        let device = self.conv1.weight().device();
+        let classes = Tensor::arange(0u32, NUM_CLASSES as u32, device)?;
+        Ok(match &self.embed {
+            None => one_hot(&classes)?
+                .reshape((NUM_CLASSES, NUM_CLASSES, 1, 1))?
+                .broadcast_as((NUM_CLASSES, NUM_CLASSES, IMAGE_SIDE, IMAGE_SIDE))?
+                .contiguous()?,
+            Some(e) => e
+                .embeddings()
+                .reshape((NUM_CLASSES, 1, IMAGE_SIDE, IMAGE_SIDE))?,
+        })
     }
 }
 

@@ -41,6 +41,10 @@ impl Observer for Print {
     }
 }
 
+// Large per-op buffers: mimalloc reuses them instead of faulting fresh pages every step.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let data = mnist_data::resolve_dir(args.next().map(PathBuf::from).as_deref());
