@@ -1,4 +1,8 @@
-//! `cdcgan`: the command-line tool of the cdcgan workspace.
+//! `cdcgan`: train a conditional DCGAN on MNIST and generate handwritten digits on request.
+
+mod generate;
+mod plot;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +12,19 @@ use candle_core::Device;
 use cdcgan_model::{ARCH, Checkpoint};
 use clap::{Parser, Subcommand};
 
+use generate::{InterpolateOpts, NumberOpts, SampleOpts, Source};
+
+// candle allocates a fresh buffer per op; mimalloc reuses them instead of faulting in new
+// pages every step (about 1.5x faster training than the system allocator here).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
-#[command(version, about = "A conditional DCGAN for MNIST digits")]
+#[command(
+    version,
+    about = "A conditional DCGAN for MNIST: train it, then draw any digit or number",
+    after_help = "Examples:\n  cdcgan sample --per-class 4\n  cdcgan number 2026 --out year.png\n  cdcgan train --epochs 20 --out runs/first"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,6 +32,94 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train on MNIST, writing samples, metrics and checkpoints to a run directory.
+    ///
+    /// Example: cdcgan train --epochs 20 --out runs/first
+    /// Resume:  cdcgan train --resume runs/first
+    Train(Box<train::TrainArgs>),
+    /// Draw a grid of digits (row r = class r), or export a labelled IDX dataset.
+    ///
+    /// Example: cdcgan sample --per-class 8 --scale 2 --out grid.png
+    /// One class: cdcgan sample --digit 7 --count 16
+    /// Dataset:   cdcgan sample --format idx --count-per-class 6000 --out synthetic
+    Sample {
+        /// Digits per class (columns of the grid).
+        #[arg(long, default_value_t = 8)]
+        per_class: usize,
+        /// Draw only this digit (0-9).
+        #[arg(long)]
+        digit: Option<u8>,
+        /// How many of --digit to draw.
+        #[arg(long, default_value_t = 16)]
+        count: usize,
+        /// Noise seed (same seed, same picture).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Enlarge every pixel K times.
+        #[arg(long, value_name = "K", default_value_t = 1)]
+        scale: u32,
+        /// Output PNG (default samples.png), or the IDX file prefix.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// png: a picture; idx: PREFIX-images-idx3-ubyte and PREFIX-labels-idx1-ubyte.
+        #[arg(long, value_parser = ["png", "idx"], default_value = "png")]
+        format: String,
+        /// Digits per class in the IDX dataset.
+        #[arg(long, default_value_t = 1000)]
+        count_per_class: usize,
+        /// A generator or training checkpoint instead of the built-in generator.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Write a number as handwritten digits, side by side.
+    ///
+    /// Example: cdcgan number 241256 --invert --out number.png
+    Number {
+        /// The digits to draw, e.g. 2026.
+        #[arg(allow_hyphen_values = true)]
+        number: String,
+        /// Noise seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// One handwriting style for every digit (default: each digit its own).
+        #[arg(long)]
+        same_style: bool,
+        /// Black digits on white.
+        #[arg(long)]
+        invert: bool,
+        /// Enlarge every pixel K times.
+        #[arg(long, value_name = "K", default_value_t = 4)]
+        scale: u32,
+        /// Output PNG (default NUMBER.png).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A generator or training checkpoint instead of the built-in generator.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// A latent walk: rows are the ten classes, columns move between two styles.
+    ///
+    /// Example: cdcgan interpolate --steps 10 --gif walk.gif
+    Interpolate {
+        /// Columns from the first style to the second.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Seed of the two styles.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Enlarge every pixel K times.
+        #[arg(long, value_name = "K", default_value_t = 1)]
+        scale: u32,
+        /// Output PNG (default interpolation.png).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the walk as an animated GIF here.
+        #[arg(long, value_name = "FILE")]
+        gif: Option<PathBuf>,
+        /// A generator or training checkpoint instead of the built-in generator.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
     /// Print the architecture, config, position and tensors of a checkpoint.
     ///
     /// Example: cdcgan info runs/first/checkpoints/gen-epoch-001.safetensors
@@ -24,40 +127,159 @@ enum Command {
         /// A checkpoint file (.safetensors).
         checkpoint: PathBuf,
     },
+    /// Save the generator of a checkpoint (EMA weights when present) as a small file.
+    ///
+    /// Example: cdcgan export runs/first/checkpoints/latest --f16 --out generator.safetensors
+    Export {
+        /// A training or generator checkpoint.
+        checkpoint: PathBuf,
+        /// Output file.
+        #[arg(long, default_value = "generator.safetensors")]
+        out: PathBuf,
+        /// Store the weights as f16 (half the size).
+        #[arg(long)]
+        f16: bool,
+    },
 }
 
 fn info(path: &PathBuf) -> Result<()> {
+    use std::fmt::Write as _;
     let ckpt = Checkpoint::load(path, &Device::Cpu)?;
     let c = ckpt.config();
-    println!("file:         {}", path.display());
-    println!("architecture: {ARCH}");
-    println!(
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "file:         {}", path.display());
+    let _ = writeln!(s, "architecture: {ARCH}");
+    let _ = writeln!(
+        s,
         "model:        z_dim {}, gen_width {}, disc_width {}, label input {:?}",
         c.z_dim, c.gen_width, c.disc_width, c.label_input
     );
     for (k, v) in &ckpt.metadata {
-        println!(
-            "{:<13} {v}",
-            format!("{}:", k.trim_start_matches("cdcgan."))
-        );
+        let key = format!("{}:", k.trim_start_matches("cdcgan."));
+        let _ = writeln!(s, "{key:<13} {v}");
     }
     let total: usize = ckpt.tensors().values().map(|t| t.elem_count()).sum();
-    println!("tensors:      {} ({total} values)", ckpt.tensors().len());
+    let _ = writeln!(s, "tensors:      {} ({total} values)", ckpt.tensors().len());
     for (name, t) in ckpt.tensors() {
-        println!("  {name:<34} {:?}", t.dims());
+        let _ = writeln!(s, "  {name:<34} {:?}", t.dims());
     }
-    Ok(())
+    print_all(&s)
+}
+
+/// Prints `s`; a closed pipe (`cdcgan info F | head`) is not an error.
+fn print_all(s: &str) -> Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(s.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Train(args) => {
+            return Ok(match train::train(&args)? {
+                train::Ended::Finished => ExitCode::SUCCESS,
+                train::Ended::Interrupted => ExitCode::from(130),
+            });
+        }
+        Command::Sample {
+            per_class,
+            digit,
+            count,
+            seed,
+            scale,
+            out,
+            format,
+            count_per_class,
+            checkpoint,
+        } => {
+            let src = Source::load(checkpoint.as_deref())?;
+            let opts = SampleOpts {
+                per_class,
+                digit,
+                count,
+                seed,
+                scale,
+                out,
+                idx: format == "idx",
+                count_per_class,
+            };
+            generate::sample(&src, &opts)?;
+        }
+        Command::Number {
+            number,
+            seed,
+            same_style,
+            invert,
+            scale,
+            out,
+            checkpoint,
+        } => {
+            // Check the number before loading anything.
+            generate::parse_number(&number)?;
+            let src = Source::load(checkpoint.as_deref())?;
+            let opts = NumberOpts {
+                number,
+                seed,
+                same_style,
+                invert,
+                scale,
+                out,
+            };
+            generate::number(&src, &opts)?;
+        }
+        Command::Interpolate {
+            steps,
+            seed,
+            scale,
+            out,
+            gif,
+            checkpoint,
+        } => {
+            let src = Source::load(checkpoint.as_deref())?;
+            let opts = InterpolateOpts {
+                steps,
+                seed,
+                scale,
+                out,
+                gif,
+            };
+            generate::interpolate(&src, &opts)?;
+        }
+        Command::Info { checkpoint } => info(&checkpoint)?,
+        Command::Export {
+            checkpoint,
+            out,
+            f16,
+        } => generate::export(&checkpoint, &out, f16)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The error and its causes on one line, skipping causes already spelled out by the message
+/// above them (library errors often include their source).
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out.replace('\n', "; ")
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Info { checkpoint } => info(checkpoint),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(cli.command) {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     }

@@ -141,6 +141,41 @@ pub fn generator_from_checkpoint(
     Ok(generator)
 }
 
+/// The generator part of any checkpoint (a training state or a generator file) as a
+/// generator-only checkpoint: EMA weights when `prefer_ema` and present, stored as `gen.*`.
+///
+/// Metadata is kept, with `cdcgan.kind` set to `generator` and `cdcgan.ema` saying which
+/// weights were taken. Fails if the generator's tensors are missing or misshapen.
+pub fn generator_checkpoint(ckpt: &Checkpoint, prefer_ema: bool) -> Result<Checkpoint> {
+    // Building the generator from it checks every name and shape.
+    generator_from_checkpoint(ckpt, prefer_ema, &Device::Cpu)?;
+    let ema = prefer_ema && ckpt.has_prefix("ema.gen.");
+    let from = if ema { "ema.gen." } else { "gen." };
+    let mut out = Checkpoint::new(*ckpt.config());
+    for (name, t) in ckpt.tensors() {
+        if let Some(rest) = name.strip_prefix(from) {
+            out.insert(format!("{GEN}.{rest}"), t.clone());
+        }
+    }
+    out.metadata = ckpt.metadata.clone();
+    out.metadata
+        .insert("cdcgan.kind".into(), "generator".into());
+    if ema || !out.metadata.contains_key("cdcgan.ema") {
+        // A generator file says itself whether it holds EMA weights; keep that.
+        out.metadata.insert("cdcgan.ema".into(), ema.to_string());
+    }
+    for key in [
+        "cdcgan.train",
+        "cdcgan.position",
+        "cdcgan.rng",
+        "cdcgan.ema_updates",
+    ] {
+        out.metadata.remove(key);
+    }
+    out.metadata.retain(|k, _| !k.starts_with("cdcgan.opt."));
+    Ok(out)
+}
+
 fn sorted_vars(vars: &VarMap) -> Vec<(String, Var)> {
     let data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
     let mut v: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();

@@ -31,5 +31,8 @@ mod networks;
 pub use checkpoint::{Checkpoint, FORMAT_VERSION, META_ARCH, META_FORMAT, META_MODEL};
 pub use config::{ARCH, LabelInput, ModelConfig};
 pub use error::{Error, Result};
-pub use gan::{DISC, GEN, Gan, Net, generator_from_checkpoint, is_buffer, noise, normal_vec};
+pub use gan::{
+    DISC, GEN, Gan, Net, generator_checkpoint, generator_from_checkpoint, is_buffer, noise,
+    normal_vec,
+};
 pub use networks::{Discriminator, Generator, one_hot};

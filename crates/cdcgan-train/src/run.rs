@@ -137,6 +137,15 @@ impl Run {
         &self.dir
     }
 
+    /// Trains for `epochs` epochs in all from now on (e.g. to extend a resumed run), and
+    /// records the change in `config.toml`.
+    pub fn set_epochs(&mut self, epochs: u32) -> Result<()> {
+        self.trainer.set_epochs(epochs);
+        let text = self.trainer.config().to_toml();
+        mnist_data::write_atomic(&self.dir.join(CONFIG_FILE), text.as_bytes())?;
+        Ok(())
+    }
+
     /// The training state.
     pub fn trainer(&self) -> &Trainer {
         &self.trainer

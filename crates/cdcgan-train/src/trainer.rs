@@ -188,6 +188,12 @@ impl Trainer {
         &self.config
     }
 
+    /// Changes the number of epochs to train for (more to extend a finished run, fewer to
+    /// end it early); nothing else about the run changes, so resuming stays exact.
+    pub fn set_epochs(&mut self, epochs: u32) {
+        self.config.train.epochs = epochs;
+    }
+
     /// Where training stands.
     pub fn position(&self) -> Position {
         self.position

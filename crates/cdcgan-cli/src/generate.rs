@@ -1,0 +1,360 @@
+//! `sample`, `number`, `interpolate` and `export`: everything that runs a trained generator.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor};
+use cdcgan_model::{Checkpoint, Generator, generator_from_checkpoint, noise};
+use cdcgan_train::{grid_image, save_png};
+use image::{Delay, Frame, GrayImage, RgbaImage, imageops};
+use mnist_data::{Compression, IMAGE_SIDE, NUM_CLASSES, Split, signed_to_pixel};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// The generator shipped with the tool (EMA weights of `dcgan28`, f16), see `docs/results.md`.
+const PRETRAINED: &[u8] = include_bytes!("../../../assets/generator.safetensors");
+
+/// Images generated per forward pass (bounds memory for large exports).
+const CHUNK: usize = 1000;
+
+/// A generator and where it came from.
+pub struct Source {
+    generator: Generator,
+    z_dim: usize,
+}
+
+impl Source {
+    /// `checkpoint` if given (EMA weights preferred), else the shipped generator.
+    pub fn load(checkpoint: Option<&Path>) -> Result<Self> {
+        let dev = Device::Cpu;
+        let ckpt = match checkpoint {
+            Some(path) => Checkpoint::load(path, &dev)?,
+            None => Checkpoint::from_bytes(PRETRAINED, "the built-in generator", &dev)?,
+        };
+        let generator = generator_from_checkpoint(&ckpt, true, &dev)?;
+        Ok(Self {
+            z_dim: ckpt.config().z_dim,
+            generator,
+        })
+    }
+
+    /// Noise `[n, z_dim]` from `rng`.
+    pub fn noise(&self, rng: &mut ChaCha8Rng, n: usize) -> Result<Tensor> {
+        Ok(noise(rng, n, self.z_dim, &Device::Cpu)?)
+    }
+
+    /// Images `[n, 1, 28, 28]` in `[-1, 1]` for noise `[n, z_dim]` and class labels.
+    pub fn generate(&self, z: &Tensor, labels: &[u8]) -> Result<Tensor> {
+        let mut parts = Vec::new();
+        for (i, chunk) in labels.chunks(CHUNK).enumerate() {
+            let y = Tensor::from_vec(
+                chunk.iter().map(|&l| u32::from(l)).collect::<Vec<_>>(),
+                chunk.len(),
+                &Device::Cpu,
+            )?;
+            let z = z.narrow(0, i * CHUNK, chunk.len())?;
+            parts.push(self.generator.forward_t(&z, &y, false)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+}
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Options of `cdcgan sample`.
+pub struct SampleOpts {
+    /// Grid columns per class (rows are classes 0-9).
+    pub per_class: usize,
+    /// One class only.
+    pub digit: Option<u8>,
+    /// Images of that class.
+    pub count: usize,
+    /// Noise seed.
+    pub seed: u64,
+    /// Pixel enlargement of the PNG.
+    pub scale: u32,
+    /// Output file (PNG) or prefix (IDX).
+    pub out: Option<PathBuf>,
+    /// Write an IDX dataset instead of a picture.
+    pub idx: bool,
+    /// Images per class for the IDX dataset.
+    pub count_per_class: usize,
+}
+
+/// `cdcgan sample`: a grid PNG, or a labelled IDX dataset.
+pub fn sample(src: &Source, o: &SampleOpts) -> Result<()> {
+    if let Some(d) = o.digit
+        && usize::from(d) >= NUM_CLASSES
+    {
+        bail!("--digit must be 0-9, got {d}");
+    }
+    if o.idx {
+        return export_idx(src, o);
+    }
+    let (labels, cols) = match o.digit {
+        Some(d) => (vec![d; o.count], o.count.clamp(1, 16)),
+        None => (
+            (0..NUM_CLASSES as u8)
+                .flat_map(|c| std::iter::repeat_n(c, o.per_class))
+                .collect(),
+            o.per_class,
+        ),
+    };
+    if labels.is_empty() {
+        bail!("nothing to draw: --per-class and --count must be at least 1");
+    }
+    let z = src.noise(&mut rng(o.seed), labels.len())?;
+    let images = src.generate(&z, &labels)?;
+    let out = o.out.clone().unwrap_or_else(|| "samples.png".into());
+    save_png(&grid_image(&images, cols, o.scale)?, &out)?;
+    println!("wrote {} ({} digits)", out.display(), labels.len());
+    Ok(())
+}
+
+fn export_idx(src: &Source, o: &SampleOpts) -> Result<()> {
+    let prefix = o.out.clone().unwrap_or_else(|| "synthetic".into());
+    let classes: Vec<u8> = match o.digit {
+        Some(d) => vec![d],
+        None => (0..NUM_CLASSES as u8).collect(),
+    };
+    let labels: Vec<u8> = classes
+        .iter()
+        .flat_map(|&c| std::iter::repeat_n(c, o.count_per_class))
+        .collect();
+    if labels.is_empty() {
+        bail!("nothing to export: --count-per-class must be at least 1");
+    }
+    let mut r = rng(o.seed);
+    let mut pixels = Vec::with_capacity(labels.len() * IMAGE_SIDE * IMAGE_SIDE);
+    for chunk in labels.chunks(CHUNK) {
+        let z = src.noise(&mut r, chunk.len())?;
+        let images = src.generate(&z, chunk)?;
+        let values: Vec<f32> = images.flatten_all()?.to_vec1()?;
+        pixels.extend(values.into_iter().map(signed_to_pixel));
+    }
+    let split = Split::new(pixels, labels)?;
+    let name = |suffix: &str| {
+        let mut s = prefix.clone().into_os_string();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let (images_path, labels_path) = (name("-images-idx3-ubyte"), name("-labels-idx1-ubyte"));
+    split.write(&images_path, &labels_path, Compression::None)?;
+    println!(
+        "wrote {} and {} ({} labelled digits)",
+        images_path.display(),
+        labels_path.display(),
+        split.len()
+    );
+    Ok(())
+}
+
+/// Options of `cdcgan number`.
+pub struct NumberOpts {
+    /// The digits to draw.
+    pub number: String,
+    /// Noise seed.
+    pub seed: u64,
+    /// One style (noise vector) for every digit.
+    pub same_style: bool,
+    /// Black digits on white.
+    pub invert: bool,
+    /// Pixel enlargement.
+    pub scale: u32,
+    /// Output PNG.
+    pub out: Option<PathBuf>,
+}
+
+/// `cdcgan number`: the digits of a number side by side, each generated for its class.
+pub fn number(src: &Source, o: &NumberOpts) -> Result<()> {
+    let labels = parse_number(&o.number)?;
+    let mut r = rng(o.seed);
+    let z = if o.same_style {
+        src.noise(&mut r, 1)?
+            .broadcast_as((labels.len(), src.z_dim))?
+            .contiguous()?
+    } else {
+        src.noise(&mut r, labels.len())?
+    };
+    let images = src.generate(&z, &labels)?;
+    let values: Vec<f32> = images.flatten_all()?.to_vec1()?;
+    let side = IMAGE_SIDE as u32;
+    let mut img = GrayImage::new(side * labels.len() as u32, side);
+    for (i, digit) in values.chunks_exact(IMAGE_SIDE * IMAGE_SIDE).enumerate() {
+        for (j, &v) in digit.iter().enumerate() {
+            let p = signed_to_pixel(v);
+            let p = if o.invert { 255 - p } else { p };
+            img.put_pixel(
+                i as u32 * side + j as u32 % side,
+                j as u32 / side,
+                image::Luma([p]),
+            );
+        }
+    }
+    let scale = o.scale.max(1);
+    let img = imageops::resize(
+        &img,
+        img.width() * scale,
+        img.height() * scale,
+        imageops::FilterType::Nearest,
+    );
+    let out = o
+        .out
+        .clone()
+        .unwrap_or_else(|| format!("{}.png", o.number).into());
+    save_png(&img, &out)?;
+    println!("wrote {} ({} digits)", out.display(), labels.len());
+    Ok(())
+}
+
+/// The digits of `s` as class labels; anything but ASCII digits is an error.
+pub fn parse_number(s: &str) -> Result<Vec<u8>> {
+    if s.is_empty() {
+        bail!("the number is empty: give digits such as 2026");
+    }
+    if s.len() > 256 {
+        bail!("the number has {} digits; at most 256 are drawn", s.len());
+    }
+    s.chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) if c.is_ascii_digit() => Ok(d as u8),
+            _ => bail!("{s:?} is not a number: {c:?} is not a digit 0-9"),
+        })
+        .collect()
+}
+
+/// Options of `cdcgan interpolate`.
+pub struct InterpolateOpts {
+    /// Columns between (and including) the two noise vectors.
+    pub steps: usize,
+    /// Seed of the two noise vectors.
+    pub seed: u64,
+    /// Pixel enlargement.
+    pub scale: u32,
+    /// Output PNG.
+    pub out: Option<PathBuf>,
+    /// Also write an animated GIF of the walk here.
+    pub gif: Option<PathBuf>,
+}
+
+/// Spherical interpolation between two Gaussian noise vectors (keeps the norm typical).
+fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cos = (dot / (na * nb).max(1e-12)).clamp(-1.0, 1.0);
+    let omega = cos.acos();
+    if omega.abs() < 1e-4 {
+        return a.iter().zip(b).map(|(x, y)| x + t * (y - x)).collect();
+    }
+    let (sa, sb) = (
+        ((1.0 - t) * omega).sin() / omega.sin(),
+        (t * omega).sin() / omega.sin(),
+    );
+    a.iter().zip(b).map(|(x, y)| sa * x + sb * y).collect()
+}
+
+/// `cdcgan interpolate`: rows are classes, columns walk from one style to another.
+pub fn interpolate(src: &Source, o: &InterpolateOpts) -> Result<()> {
+    let steps = o.steps.max(2);
+    let ends: Vec<f32> = src.noise(&mut rng(o.seed), 2)?.flatten_all()?.to_vec1()?;
+    let (a, b) = ends.split_at(src.z_dim);
+    let path: Vec<Vec<f32>> = (0..steps)
+        .map(|i| slerp(a, b, i as f32 / (steps - 1) as f32))
+        .collect();
+    // Row r = class r, column c = step c.
+    let mut z = Vec::with_capacity(NUM_CLASSES * steps * src.z_dim);
+    let mut labels = Vec::with_capacity(NUM_CLASSES * steps);
+    for class in 0..NUM_CLASSES as u8 {
+        for p in &path {
+            z.extend_from_slice(p);
+            labels.push(class);
+        }
+    }
+    let z = Tensor::from_vec(z, (labels.len(), src.z_dim), &Device::Cpu)?;
+    let images = src.generate(&z, &labels)?;
+    let out = o.out.clone().unwrap_or_else(|| "interpolation.png".into());
+    save_png(&grid_image(&images, steps, o.scale)?, &out)?;
+    println!(
+        "wrote {} ({NUM_CLASSES} classes x {steps} steps)",
+        out.display()
+    );
+    if let Some(gif) = &o.gif {
+        // Frame c: all ten classes at step c, there and back.
+        let mut frames = Vec::new();
+        let order: Vec<usize> = (0..steps).chain((1..steps - 1).rev()).collect();
+        for &c in &order {
+            let idx: Vec<u32> = (0..NUM_CLASSES).map(|r| (r * steps + c) as u32).collect();
+            let idx = Tensor::from_vec(idx, NUM_CLASSES, &Device::Cpu)?;
+            let row = images.index_select(&idx, 0)?;
+            frames.push(grid_image(&row, NUM_CLASSES, o.scale.max(2))?);
+        }
+        write_gif(&frames, 120, gif)?;
+        println!("wrote {} ({} frames)", gif.display(), frames.len());
+    }
+    Ok(())
+}
+
+/// Writes grayscale `frames` as a looping GIF (`delay_ms` per frame), atomically.
+pub fn write_gif(frames: &[GrayImage], delay_ms: u32, path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    {
+        let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut bytes, 10);
+        enc.set_repeat(image::codecs::gif::Repeat::Infinite)?;
+        for f in frames {
+            let rgba: RgbaImage = image::DynamicImage::ImageLuma8(f.clone()).to_rgba8();
+            enc.encode_frame(Frame::from_parts(
+                rgba,
+                0,
+                0,
+                Delay::from_numer_denom_ms(delay_ms, 1),
+            ))?;
+        }
+    }
+    mnist_data::write_atomic(path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `cdcgan export`: the (EMA) generator of any checkpoint as a small standalone file.
+pub fn export(checkpoint: &Path, out: &Path, f16: bool) -> Result<()> {
+    let dev = Device::Cpu;
+    let ckpt = Checkpoint::load(checkpoint, &dev)?;
+    let generator_ckpt = cdcgan_model::generator_checkpoint(&ckpt, true)?;
+    let dtype = if f16 { DType::F16 } else { DType::F32 };
+    generator_ckpt.save(out, dtype)?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {} ({} tensors, {:?}, {size} bytes)",
+        out.display(),
+        generator_ckpt.tensors().len(),
+        dtype
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_parse_to_digits_and_reject_the_rest() {
+        assert_eq!(parse_number("241256").unwrap(), vec![2, 4, 1, 2, 5, 6]);
+        for bad in ["", "12a", "-3", "1.5", "٣", " 1"] {
+            assert!(parse_number(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_number(&"1".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn slerp_hits_the_ends() {
+        let (a, b) = ([1.0, 0.0], [0.0, 1.0]);
+        assert_eq!(slerp(&a, &b, 0.0), vec![1.0, 0.0]);
+        let end = slerp(&a, &b, 1.0);
+        assert!((end[0]).abs() < 1e-6 && (end[1] - 1.0).abs() < 1e-6);
+        let mid = slerp(&a, &b, 0.5);
+        assert!((mid[0] - mid[1]).abs() < 1e-6 && (mid[0].hypot(mid[1]) - 1.0).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,352 @@
+//! `cdcgan train`: flags and config file, progress display, Ctrl-C, and the end-of-run files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use cdcgan_model::LabelInput;
+use cdcgan_train::{EpochReport, Observer, Outcome, Run, RunConfig, StepReport};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mnist_data::{MNIST_FILES, Mnist, resolve_dir};
+
+use crate::generate::write_gif;
+
+/// Flags of `cdcgan train`; every knob of the config file has one, and a flag wins over the file.
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// MNIST directory (else $MNIST_DIR, else data/mnist).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Run directory to create.
+    #[arg(long, value_name = "RUN_DIR", default_value = "runs/latest")]
+    pub out: PathBuf,
+    /// Continue the interrupted run in RUN_DIR exactly (its config is used; --epochs may
+    /// extend or shorten it).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config"])]
+    pub resume: Option<PathBuf>,
+    /// A TOML config file (see --print-config for every field).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// No progress bar or summaries.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// One JSON object per epoch on stdout (implies no progress bar).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Passes over the training set.
+    #[arg(long, help_heading = "Training")]
+    pub epochs: Option<u32>,
+    /// Examples per batch.
+    #[arg(long, help_heading = "Training")]
+    pub batch_size: Option<usize>,
+    /// Learning rate of both networks (see --lr-g, --lr-d).
+    #[arg(long, help_heading = "Training")]
+    pub lr: Option<f64>,
+    /// Generator learning rate.
+    #[arg(long, help_heading = "Training")]
+    pub lr_g: Option<f64>,
+    /// Discriminator learning rate.
+    #[arg(long, help_heading = "Training")]
+    pub lr_d: Option<f64>,
+    /// Adam beta1.
+    #[arg(long, help_heading = "Training")]
+    pub beta1: Option<f64>,
+    /// Adam beta2.
+    #[arg(long, help_heading = "Training")]
+    pub beta2: Option<f64>,
+    /// Adam epsilon.
+    #[arg(long, help_heading = "Training")]
+    pub eps: Option<f64>,
+    /// Discriminator steps per generator step.
+    #[arg(long, help_heading = "Training")]
+    pub d_steps: Option<u32>,
+    /// One-sided label smoothing of real targets.
+    #[arg(long, help_heading = "Training")]
+    pub label_smoothing: Option<f64>,
+    /// Clip D's weights to [-C, C] after each D step (0 = off).
+    #[arg(long, value_name = "C", help_heading = "Training")]
+    pub clip: Option<f64>,
+    /// EMA decay of the generator's weights (0 = off).
+    #[arg(long, help_heading = "Training")]
+    pub ema_decay: Option<f64>,
+    /// Seed of initialisation, noise and data order.
+    #[arg(long, help_heading = "Training")]
+    pub seed: Option<u64>,
+    /// Steps between metrics.csv rows.
+    #[arg(long, help_heading = "Training")]
+    pub log_every: Option<u64>,
+    /// Columns of the per-epoch sample grid.
+    #[arg(long, help_heading = "Training")]
+    pub grid_per_class: Option<usize>,
+
+    /// Noise size.
+    #[arg(long, help_heading = "Model")]
+    pub z_dim: Option<usize>,
+    /// Generator base width (channels of its last hidden layer).
+    #[arg(long, help_heading = "Model")]
+    pub gen_width: Option<usize>,
+    /// Discriminator base width (channels of its first layer).
+    #[arg(long, help_heading = "Model")]
+    pub disc_width: Option<usize>,
+    /// How labels enter the networks: one-hot or embedding.
+    #[arg(long, value_parser = ["one-hot", "embedding"], help_heading = "Model")]
+    pub label_input: Option<String>,
+    /// Use at most this many training images (quick experiments and tests).
+    #[arg(long, value_name = "N", help_heading = "Data")]
+    pub limit: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The config file (or defaults) with the flags applied on top.
+    pub fn effective_config(&self) -> Result<RunConfig> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                RunConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => RunConfig::default(),
+        };
+        let t = &mut c.train;
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { t.$field = v; })* };
+        }
+        set!(
+            epochs,
+            batch_size,
+            beta1,
+            beta2,
+            eps,
+            d_steps,
+            label_smoothing,
+            clip,
+            ema_decay,
+            seed,
+            log_every,
+            grid_per_class
+        );
+        if let Some(lr) = self.lr {
+            (t.lr_g, t.lr_d) = (lr, lr);
+        }
+        set!(lr_g, lr_d);
+        let m = &mut c.model;
+        if let Some(v) = self.z_dim {
+            m.z_dim = v;
+        }
+        if let Some(v) = self.gen_width {
+            m.gen_width = v;
+        }
+        if let Some(v) = self.disc_width {
+            m.disc_width = v;
+        }
+        if let Some(v) = &self.label_input {
+            m.label_input = if v == "embedding" {
+                LabelInput::Embedding
+            } else {
+                LabelInput::OneHot
+            };
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Whether training ended or was interrupted (exit code 130).
+pub enum Ended {
+    /// All epochs done.
+    Finished,
+    /// Stopped by Ctrl-C after saving a checkpoint.
+    Interrupted,
+}
+
+/// Runs `cdcgan train`.
+pub fn train(args: &TrainArgs) -> Result<Ended> {
+    if args.print_config {
+        print!("{}", args.effective_config()?.to_toml());
+        return Ok(Ended::Finished);
+    }
+    let dev = Device::Cpu;
+    let data_dir = resolve_dir(args.data.as_deref());
+    let mut run = match &args.resume {
+        Some(dir) => {
+            // The run's own config is used; only the length may change.
+            let mut probe = args.effective_config()?;
+            probe.train.epochs = RunConfig::default().train.epochs;
+            if probe != RunConfig::default() {
+                bail!(
+                    "--resume continues the run with its saved config; only --epochs may be given"
+                );
+            }
+            let mut run = Run::resume(dir, &dev)?;
+            if let Some(epochs) = args.epochs {
+                run.set_epochs(epochs)?;
+            }
+            run
+        }
+        None => Run::create(&args.out, args.effective_config()?, &dev)?,
+    };
+    let mnist = Mnist::load(&data_dir).map_err(|e| {
+        let names: Vec<&str> = MNIST_FILES.iter().map(|f| f.name).collect();
+        anyhow::anyhow!(
+            "{e}\nno MNIST in {} (needs {}, raw or .gz); get it with `cargo xtask fetch-mnist`, \
+             or point --data / MNIST_DIR at a copy",
+            data_dir.display(),
+            names.join(", ")
+        )
+    })?;
+    let split = match args.limit {
+        Some(n) => mnist.train.take(n),
+        None => mnist.train,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // The second Ctrl-C exits at once; the first asks for a checkpoint and a clean stop.
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    let mut display = Display::new(args, stop.clone());
+    let dir = run.dir().to_owned();
+    let outcome = run.train(&split, &mut display)?;
+    display.bar.finish_and_clear();
+    match outcome {
+        Outcome::Finished => {
+            let (gif, plot) = finish_files(&dir)?;
+            if !args.quiet && !args.json {
+                eprintln!(
+                    "done: {} and {} in {}",
+                    gif.display(),
+                    plot.display(),
+                    dir.display()
+                );
+            }
+            Ok(Ended::Finished)
+        }
+        Outcome::Interrupted(path) => {
+            eprintln!(
+                "interrupted: saved {}; continue with `cdcgan train --resume {}`",
+                path.display(),
+                dir.display()
+            );
+            Ok(Ended::Interrupted)
+        }
+    }
+}
+
+/// Progress bar, per-epoch summaries or JSON lines, and the stop flag.
+struct Display {
+    bar: ProgressBar,
+    quiet: bool,
+    json: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl Display {
+    fn new(args: &TrainArgs, stop: Arc<AtomicBool>) -> Self {
+        let bar = if args.quiet || args.json {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        };
+        Self {
+            bar,
+            quiet: args.quiet,
+            json: args.json,
+            stop,
+        }
+    }
+}
+
+impl Observer for Display {
+    fn on_step(&mut self, r: &StepReport) {
+        self.bar.set_length(r.batches as u64);
+        self.bar.set_position(r.batch as u64);
+        self.bar.set_prefix(format!("{}/{}", r.epoch, r.epochs));
+        self.bar.set_message(format!(
+            "{:.0} img/s  d_loss {:.3}  g_loss {:.3}",
+            r.images_per_sec, r.stats.d_loss, r.stats.g_loss
+        ));
+    }
+
+    fn on_epoch(&mut self, r: &EpochReport) {
+        if self.json {
+            let line = serde_json::json!({
+                "epoch": r.epoch, "epochs": r.epochs, "step": r.step,
+                "d_loss": r.mean.d_loss, "g_loss": r.mean.g_loss,
+                "d_real": r.mean.d_real, "d_fake": r.mean.d_fake,
+                "images_per_sec": r.images_per_sec, "seconds": r.seconds,
+                "grid": r.grid, "checkpoint": r.checkpoint,
+            });
+            println!("{line}");
+        } else if !self.quiet {
+            self.bar.println(format!(
+                "epoch {}/{}: d_loss {:.3} g_loss {:.3} D(x) {:.2} D(G(z)) {:.2}, {:.0} img/s, {:.0}s; {}",
+                r.epoch,
+                r.epochs,
+                r.mean.d_loss,
+                r.mean.g_loss,
+                r.mean.d_real,
+                r.mean.d_fake,
+                r.images_per_sec,
+                r.seconds,
+                r.grid.display()
+            ));
+        }
+        self.bar.reset();
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// `progress.gif` (every epoch grid in order) and `losses.png` (D and G loss against steps).
+pub fn finish_files(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let samples = dir.join("samples");
+    let mut grids: Vec<PathBuf> = std::fs::read_dir(&samples)
+        .with_context(|| format!("cannot list {}", samples.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("epoch-") && n.ends_with(".png"))
+        })
+        .collect();
+    grids.sort();
+    if grids.is_empty() {
+        bail!("no epoch grids in {}", samples.display());
+    }
+    let frames = grids
+        .iter()
+        .map(|p| {
+            image::open(p)
+                .map(|i| i.to_luma8())
+                .with_context(|| format!("cannot read {}", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let gif = dir.join("progress.gif");
+    write_gif(&frames, 500, &gif)?;
+    let plot = dir.join("losses.png");
+    crate::plot::loss_plot(&dir.join("metrics.csv"), &plot)?;
+    Ok((gif, plot))
+}

@@ -1,0 +1,315 @@
+//! The `cdcgan` binary end to end: sampling from the built-in generator, numbers, datasets,
+//! and training a tiny model on tiny data with Ctrl-C and `--resume`.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mnist_data::{Compression, IMAGE_PIXELS, Split};
+
+fn cdcgan(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cdcgan"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("MNIST_DIR")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Four IDX files of `n` simple class patterns (a bar whose position is the label).
+fn tiny_mnist(dir: &Path, n: usize) {
+    let make = |n: usize| {
+        let mut pixels = vec![0u8; n * IMAGE_PIXELS];
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        for (i, &l) in labels.iter().enumerate() {
+            for row in 2..26 {
+                for col in 0..2 {
+                    pixels[i * IMAGE_PIXELS + row * 28 + 2 + usize::from(l) * 2 + col] = 255;
+                }
+            }
+        }
+        Split::new(pixels, labels).unwrap()
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    make(n)
+        .write(
+            dir.join("train-images-idx3-ubyte.gz"),
+            dir.join("train-labels-idx1-ubyte.gz"),
+            Compression::Gzip,
+        )
+        .unwrap();
+    make(20)
+        .write(
+            dir.join("t10k-images-idx3-ubyte"),
+            dir.join("t10k-labels-idx1-ubyte"),
+            Compression::None,
+        )
+        .unwrap();
+}
+
+const TINY: &[&str] = &[
+    "--z-dim",
+    "8",
+    "--gen-width",
+    "4",
+    "--disc-width",
+    "4",
+    "--batch-size",
+    "16",
+    "--grid-per-class",
+    "2",
+    "--log-every",
+    "2",
+    "--quiet",
+];
+
+#[test]
+fn sample_writes_a_class_per_row_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cdcgan(dir.path(), &["sample", "--per-class", "4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let img = image::open(dir.path().join("samples.png"))
+        .unwrap()
+        .to_luma8();
+    // 2-pixel padding around 28-pixel cells: 4 columns, 10 rows.
+    assert_eq!((img.width(), img.height()), (2 + 4 * 30, 2 + 10 * 30));
+    // Black padding, and some white digit strokes in every row.
+    assert!(img.rows().take(2).flatten().all(|p| p.0[0] == 0));
+    for row in 0..10 {
+        let y0 = 2 + row * 30;
+        let bright = (y0..y0 + 28)
+            .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0[0] > 128)
+            .count();
+        assert!(bright > 20, "row {row} is blank");
+    }
+    // The same seed gives the same picture; another seed another one.
+    let again = cdcgan(
+        dir.path(),
+        &["sample", "--per-class", "4", "--out", "b.png"],
+    );
+    assert!(again.status.success());
+    let other = cdcgan(
+        dir.path(),
+        &[
+            "sample",
+            "--per-class",
+            "4",
+            "--seed",
+            "9",
+            "--out",
+            "c.png",
+        ],
+    );
+    assert!(other.status.success());
+    let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    assert_eq!(read("samples.png"), read("b.png"));
+    assert_ne!(read("samples.png"), read("c.png"));
+}
+
+#[test]
+fn number_draws_each_digit_and_rejects_non_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cdcgan(
+        dir.path(),
+        &[
+            "number", "2026", "--scale", "2", "--invert", "--out", "y.png",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let img = image::open(dir.path().join("y.png")).unwrap().to_luma8();
+    assert_eq!((img.width(), img.height()), (4 * 28 * 2, 28 * 2));
+    // Inverted: mostly white background.
+    let white = img.pixels().filter(|p| p.0[0] > 200).count();
+    assert!(white > img.pixels().count() / 2);
+    for bad in ["12a", "-5", ""] {
+        let out = cdcgan(dir.path(), &["number", bad]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error:") && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn idx_export_is_a_readable_labelled_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cdcgan(
+        dir.path(),
+        &[
+            "sample",
+            "--format",
+            "idx",
+            "--count-per-class",
+            "3",
+            "--out",
+            "syn",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let split = Split::read(
+        dir.path().join("syn-images-idx3-ubyte"),
+        dir.path().join("syn-labels-idx1-ubyte"),
+    )
+    .unwrap();
+    assert_eq!(split.len(), 30);
+    assert_eq!(split.labels()[..4], [0, 0, 0, 1]);
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.safetensors"), b"not a checkpoint").unwrap();
+    let cases: &[&[&str]] = &[
+        &["sample", "--checkpoint", "junk.safetensors"],
+        &["sample", "--checkpoint", "missing.safetensors"],
+        &["sample", "--digit", "10"],
+        &["train", "--data", "nowhere", "--out", "r"],
+        &["train", "--epochs", "1", "--batch-size", "1", "--out", "r2"],
+    ];
+    for args in cases {
+        let out = cdcgan(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error:") && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    let out = cdcgan(dir.path(), &["train", "--data", "nowhere", "--out", "r3"]);
+    assert!(stderr(&out).contains("cargo xtask fetch-mnist"));
+    let out = cdcgan(dir.path(), &["sample", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_file_and_flags_combine_in_print_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[train]\nepochs = 7\nseed = 3\n[model]\nz_dim = 16\n",
+    )
+    .unwrap();
+    let out = cdcgan(
+        dir.path(),
+        &[
+            "train",
+            "--config",
+            "c.toml",
+            "--seed",
+            "5",
+            "--print-config",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let cfg = cdcgan_train::RunConfig::from_toml(&text).unwrap();
+    assert_eq!(
+        (cfg.train.epochs, cfg.train.seed, cfg.model.z_dim),
+        (7, 5, 16)
+    );
+    std::fs::write(dir.path().join("bad.toml"), "[train]\nepochz = 1\n").unwrap();
+    let out = cdcgan(
+        dir.path(),
+        &["train", "--config", "bad.toml", "--print-config"],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.toml"));
+}
+
+#[test]
+fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tiny_mnist(&data, 160);
+    let data = data.to_str().unwrap();
+
+    // A complete short run.
+    let mut args = vec!["train", "--data", data, "--out", "run", "--epochs", "2"];
+    args.extend_from_slice(TINY);
+    let out = cdcgan(dir.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = dir.path().join("run");
+    for f in [
+        "config.toml",
+        "metrics.csv",
+        "samples/epoch-001.png",
+        "samples/epoch-002.png",
+        "checkpoints/latest",
+        "checkpoints/gen-epoch-002.safetensors",
+        "progress.gif",
+        "losses.png",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    // Samples from the run's generator.
+    let out = cdcgan(
+        dir.path(),
+        &[
+            "sample",
+            "--checkpoint",
+            "run/checkpoints/gen-epoch-002.safetensors",
+            "--per-class",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Interrupted with SIGINT, then resumed to the end.
+    let mut args = vec!["train", "--data", data, "--out", "run2", "--epochs", "400"];
+    args.extend_from_slice(TINY);
+    let child = Command::new(env!("CARGO_BIN_EXE_cdcgan"))
+        .current_dir(dir.path())
+        .args(&args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let grid = dir.path().join("run2/samples/epoch-001.png");
+    let start = Instant::now();
+    while !grid.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no epoch finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    assert!(!dir.path().join("run2/progress.gif").exists());
+
+    // Resumed, and shortened so the test ends: it finishes with every epoch's grid.
+    let out = cdcgan(
+        dir.path(),
+        &[
+            "train", "--resume", "run2", "--data", data, "--epochs", "3", "--quiet",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run2 = dir.path().join("run2");
+    assert!(run2.join("progress.gif").is_file() && run2.join("losses.png").is_file());
+    assert!(run2.join("samples/epoch-001.png").is_file());
+    let config = std::fs::read_to_string(run2.join("config.toml")).unwrap();
+    assert!(config.contains("epochs = 3"), "{config}");
+    // Other knobs cannot change on resume.
+    let out = cdcgan(
+        dir.path(),
+        &["train", "--resume", "run2", "--data", data, "--seed", "4"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("only --epochs"), "{}", stderr(&out));
+}
