@@ -1,3 +1,4 @@
 //! Developer chores for the cdcgan workspace, run as `cargo xtask <task>`.
 
+pub mod bench;
 pub mod fetch;

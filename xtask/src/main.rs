@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use xtask::bench;
 use xtask::fetch::{self, Source};
 
 #[derive(Parser)]
@@ -29,6 +30,30 @@ enum Task {
         #[arg(long)]
         mirror: Vec<String>,
     },
+    /// Training and generation speed of our kernels, candle's stock ops and PyTorch, in one run.
+    ///
+    /// Example: cargo xtask bench --python ~/venvs/torch/bin/python
+    Bench {
+        /// Measured steps per configuration (medians are reported).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Python with torch, numpy installed (else $TORCH_PYTHON, else python3).
+        #[arg(long)]
+        python: Option<String>,
+        /// The PyTorch reference script (default: ../shared/bench/torch_ref.py beside the
+        /// workspace).
+        #[arg(long)]
+        torch_ref: Option<PathBuf>,
+        /// Skip the PyTorch column.
+        #[arg(long)]
+        no_torch: bool,
+        /// Skip candle's stock ops (they are slow).
+        #[arg(long)]
+        no_stock: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +71,39 @@ fn main() -> ExitCode {
                 eprintln!("{m}")
             })
             .map(|_| eprintln!("MNIST is ready in {}", dir.display()))
+        }
+        Task::Bench {
+            steps,
+            python,
+            torch_ref,
+            no_torch,
+            no_stock,
+            json,
+        } => {
+            let python = (!no_torch).then(|| {
+                python
+                    .or_else(|| std::env::var("TORCH_PYTHON").ok())
+                    .unwrap_or_else(|| "python3".into())
+            });
+            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let torch_ref =
+                torch_ref.unwrap_or_else(|| workspace.join("../shared/bench/torch_ref.py"));
+            let opts = bench::Options {
+                steps,
+                python,
+                torch_ref,
+                stock: !no_stock,
+            };
+            bench::run(&workspace, &opts, |m| eprintln!("{m}")).map(|r| {
+                if json {
+                    println!("{r}");
+                } else {
+                    println!("{}", bench::table(&r));
+                }
+            })
         }
     };
     match result {

@@ -76,6 +76,15 @@ impl Conv2d {
     pub fn config(&self) -> ConvConfig {
         self.config
     }
+
+    /// The same layer with its weights cut from autograd (gradients stop at it).
+    pub fn detached(&self) -> Self {
+        Self::new(
+            self.weight.detach(),
+            self.bias.as_ref().map(Tensor::detach),
+            self.config,
+        )
+    }
 }
 
 impl Module for Conv2d {
@@ -214,6 +223,16 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// The same layer with gamma and beta cut from autograd; the running statistics are
+    /// shared with `self` and still updated in training mode.
+    pub fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            ..self.clone()
+        }
+    }
+
     /// `act(bn(x))` for `x [n, c, ...]`. With `train`, normalises with the batch's own
     /// statistics and moves the running ones towards them by `momentum`; otherwise uses
     /// the running statistics.

@@ -154,6 +154,26 @@ impl Discriminator {
         &self.config
     }
 
+    /// A view whose parameters are cut from autograd, for the generator's step: gradients
+    /// still flow through it to the images, but none are computed for D's own weights
+    /// (which that step would throw away). BatchNorm running statistics stay shared.
+    pub fn frozen(&self) -> Self {
+        Self {
+            embed: self
+                .embed
+                .as_ref()
+                .map(|e| Embedding::new(e.embeddings().detach(), e.hidden_size())),
+            conv1: self.conv1.detached(),
+            conv2: self.conv2.detached(),
+            bn2: self.bn2.detached(),
+            fc: Linear::new(
+                self.fc.weight().detach(),
+                self.fc.bias().map(Tensor::detach),
+            ),
+            config: self.config,
+        }
+    }
+
     /// Logits `[b]` for images `[b, 1, 28, 28]` in `[-1, 1]` and labels `[b]`.
     ///
     /// The first layer sees the image stacked with label planes. Its response to the label

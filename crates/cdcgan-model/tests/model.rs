@@ -1,6 +1,6 @@
 //! Behaviour of the networks and checkpoints.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use cdcgan_model::{
     Checkpoint, Error, Gan, LabelInput, ModelConfig, Net, generator_from_checkpoint,
 };
@@ -269,5 +269,41 @@ mod props {
                 let _ = gan.import(&c, "");
             }
         }
+    }
+}
+
+#[test]
+fn frozen_discriminator_passes_gradients_to_images_but_not_to_its_weights() {
+    let dev = Device::Cpu;
+    let gan = Gan::new(ModelConfig::tiny(), 5, &dev).unwrap();
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1., (6, 1, 28, 28), &dev).unwrap()).unwrap();
+    let y = Tensor::new(&[0u32, 1, 2, 3, 4, 9], &dev).unwrap();
+    let d = &gan.discriminator;
+    let live = d.forward_t(x.as_tensor(), &y, false).unwrap();
+    let frozen = d.frozen().forward_t(x.as_tensor(), &y, false).unwrap();
+    assert_eq!(
+        live.to_vec1::<f32>().unwrap(),
+        frozen.to_vec1::<f32>().unwrap()
+    );
+    let g_live = live.sum_all().unwrap().backward().unwrap();
+    let g_frozen = frozen.sum_all().unwrap().backward().unwrap();
+    let dx = |g: &candle_core::backprop::GradStore| {
+        g.get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(dx(&g_live), dx(&g_frozen));
+    for (name, var) in gan.params(Net::Discriminator) {
+        assert!(
+            g_live.get(var.as_tensor()).is_some(),
+            "{name} has a gradient when live"
+        );
+        assert!(
+            g_frozen.get(var.as_tensor()).is_none(),
+            "{name} has a gradient when frozen"
+        );
     }
 }

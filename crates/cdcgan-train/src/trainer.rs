@@ -246,7 +246,8 @@ impl Trainer {
             fake = Some(f);
         }
         let fake = fake.ok_or_else(|| Error::Config("d_steps must be at least 1".into()))?;
-        let g_loss = bce_with_logits(&d.forward_t(&fake, labels, true)?, 1.0)?;
+        // D's weights are frozen here: the G step needs gradients through D, not of it.
+        let g_loss = bce_with_logits(&d.frozen().forward_t(&fake, labels, true)?, 1.0)?;
         stats.g_loss = scalar(&g_loss)?;
         check_finite(stats.g_loss, "generator loss", self.position.step)?;
         self.opt_g.step(&g_loss.backward()?)?;

@@ -1,0 +1,256 @@
+//! `cargo xtask bench`: our kernels, candle's stock ops and the PyTorch reference, measured in
+//! one run on this machine, as a table of speeds and ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Measured steps per configuration (medians are reported).
+    pub steps: usize,
+    /// Python with torch installed, or `None` to skip the PyTorch column.
+    pub python: Option<String>,
+    /// `torch_ref.py`.
+    pub torch_ref: PathBuf,
+    /// Also measure candle's stock ops.
+    pub stock: bool,
+}
+
+/// Runs the release-built bench example with `args` and parses its JSON line.
+fn ours(workspace: &Path, args: &[&str]) -> Result<Value> {
+    let exe = workspace.join("target/release/examples/bench");
+    let out = Command::new(&exe)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            exe.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    last_json(&out.stdout)
+}
+
+fn last_json(stdout: &[u8]) -> Result<Value> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("no JSON line in the output")?;
+    serde_json::from_str(line).context("bad JSON line")
+}
+
+/// The PyTorch reference's `--bench`, plus its peak RSS read by the same Python process.
+fn torch(python: &str, script: &Path, steps: usize, threads: usize) -> Result<Value> {
+    let code = format!(
+        r#"
+import contextlib, io, json, resource, runpy, sys
+sys.argv = [{script:?}, "--bench", "--threads", "{threads}", "--steps", "{steps}"]
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    runpy.run_path({script:?}, run_name="__main__")
+out = json.loads(buf.getvalue().strip().splitlines()[-1])
+out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps(out))
+"#,
+        script = script.display().to_string()
+    );
+    let out = Command::new(python)
+        .args(["-c", &code])
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !out.status.success() {
+        bail!(
+            "PyTorch reference failed ({python} {}): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    last_json(&out.stdout)
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    json!({"cpu": cpu, "cores": cores})
+}
+
+/// Measures everything and returns one JSON object.
+pub fn run(workspace: &Path, opts: &Options, log: impl Fn(&str)) -> Result<Value> {
+    log("building the bench example (release)...");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "cdcgan-train",
+            "--example",
+            "bench",
+        ])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the bench example failed");
+    }
+    let steps = opts.steps.to_string();
+    let mut out = Map::new();
+    out.insert("machine".into(), machine());
+    log("measuring cdcgan kernels...");
+    out.insert(
+        "cdcgan".into(),
+        ours(workspace, &["--layers", "--steps", &steps])?,
+    );
+    if opts.stock {
+        log("measuring candle stock ops (slow)...");
+        let few = opts.steps.clamp(1, 5).to_string();
+        out.insert(
+            "candle".into(),
+            ours(workspace, &["--stock", "--layers", "--steps", &few])?,
+        );
+    }
+    if let Some(python) = &opts.python {
+        log("measuring the PyTorch reference...");
+        let threads = machine()["cores"].as_u64().unwrap_or(1) as usize;
+        match torch(python, &opts.torch_ref, opts.steps, threads) {
+            Ok(v) => {
+                out.insert("pytorch".into(), v);
+            }
+            Err(e) => {
+                log(&format!("PyTorch column skipped: {e:#}"));
+                out.insert("pytorch_error".into(), json!(format!("{e:#}")));
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn cell(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.1}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    }
+}
+
+/// The results as a Markdown table (speeds higher is better, memory lower is better).
+pub fn table(r: &Value) -> String {
+    let (ours, stock, torch) = (&r["cdcgan"], &r["candle"], &r["pytorch"]);
+    let mut s = format!(
+        "machine: {} ({} cores)\n\n| metric | cdcgan | candle stock | PyTorch | cdcgan / PyTorch | cdcgan / stock |\n|---|---:|---:|---:|---:|---:|\n",
+        r["machine"]["cpu"].as_str().unwrap_or("?"),
+        r["machine"]["cores"]
+    );
+    for (key, name) in [
+        ("train_b64_img_s", "train step, batch 64 (img/s)"),
+        ("train_b128_img_s", "train step, batch 128 (img/s)"),
+        ("generate_img_s", "generate, batch 1000 (img/s)"),
+    ] {
+        let (o, c, t) = (num(ours, key), num(stock, key), num(torch, key));
+        s += &format!(
+            "| {name} | {} | {} | {} | {} | {} |\n",
+            cell(o),
+            cell(c),
+            cell(t),
+            ratio(o, t),
+            ratio(o, c)
+        );
+    }
+    let key = "peak_rss_mib";
+    let (o, c, t) = (num(ours, key), num(stock, key), num(torch, key));
+    s += &format!(
+        "| peak RSS (MiB, lower is better) | {} | {} | {} | {} | {} |\n",
+        cell(o),
+        cell(c),
+        cell(t),
+        ratio(o, t),
+        ratio(o, c)
+    );
+    if let Some(layers) = ours["layers_b128"].as_array() {
+        s += "\n| layer (batch 128) | fwd ms | bwd ms | stock fwd ms | stock bwd ms | speed-up fwd | speed-up bwd |\n|---|---:|---:|---:|---:|---:|---:|\n";
+        let stock_layers = stock["layers_b128"].as_array().cloned().unwrap_or_default();
+        for l in layers {
+            let name = l["layer"].as_str().unwrap_or("?");
+            let st = stock_layers.iter().find(|x| x["layer"] == l["layer"]);
+            let (f, b) = (num(l, "fwd_ms"), num(l, "bwd_ms"));
+            let (sf, sb) = (
+                st.and_then(|x| num(x, "fwd_ms")),
+                st.and_then(|x| num(x, "bwd_ms")),
+            );
+            s += &format!(
+                "| {name} | {} | {} | {} | {} | {} | {} |\n",
+                cell(f),
+                cell(b),
+                cell(sf),
+                cell(sb),
+                ratio(sf, f),
+                ratio(sb, b)
+            );
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_ratios_and_dashes_for_missing_columns() {
+        let r = json!({
+            "machine": {"cpu": "Test CPU", "cores": 2},
+            "cdcgan": {"train_b64_img_s": 300.0, "train_b128_img_s": 330.0,
+                       "generate_img_s": 2000.0, "peak_rss_mib": 400.0,
+                       "layers_b128": [{"layer": "L", "fwd_ms": 10.0, "bwd_ms": 20.0}]},
+            "candle": {"train_b128_img_s": 66.0,
+                       "layers_b128": [{"layer": "L", "fwd_ms": 50.0, "bwd_ms": 40.0}]},
+            "pytorch": {"train_b128_img_s": 300.0, "generate_img_s": 1000.0}
+        });
+        let t = table(&r);
+        assert!(
+            t.contains("| train step, batch 128 (img/s) | 330.0 | 66.0 | 300.0 | 1.10x | 5.00x |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| generate, batch 1000 (img/s) | 2000.0 | - | 1000.0 | 2.00x | - |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| L | 10.0 | 20.0 | 50.0 | 40.0 | 5.00x | 2.00x |"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn last_json_finds_the_result_line() {
+        let v = last_json(b"warming up\n{\"a\": 1}\n").unwrap();
+        assert_eq!(v["a"], 1);
+        assert!(last_json(b"no json here").is_err());
+    }
+}
