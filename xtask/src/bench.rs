@@ -114,7 +114,9 @@ pub fn run(workspace: &Path, opts: &Options, log: impl Fn(&str)) -> Result<Value
     }
     let steps = opts.steps.to_string();
     let mut out = Map::new();
-    out.insert("machine".into(), machine());
+    let machine = machine();
+    let threads = machine["cores"].as_u64().unwrap_or(1) as usize;
+    out.insert("machine".into(), machine);
     log("measuring cdcgan kernels...");
     out.insert(
         "cdcgan".into(),
@@ -130,7 +132,6 @@ pub fn run(workspace: &Path, opts: &Options, log: impl Fn(&str)) -> Result<Value
     }
     if let Some(python) = &opts.python {
         log("measuring the PyTorch reference...");
-        let threads = machine()["cores"].as_u64().unwrap_or(1) as usize;
         match torch(python, &opts.torch_ref, opts.steps, threads) {
             Ok(v) => {
                 out.insert("pytorch".into(), v);

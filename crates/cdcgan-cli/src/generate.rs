@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use cdcgan_model::{Checkpoint, Generator, generator_from_checkpoint, noise};
 use cdcgan_train::{grid_image, save_png};
+use clap::{Args, ValueEnum};
 use image::{Delay, Frame, GrayImage, RgbaImage, imageops};
 use mnist_data::{Compression, IMAGE_SIDE, NUM_CLASSES, Split, signed_to_pixel};
 use rand::SeedableRng;
@@ -64,23 +65,44 @@ fn rng(seed: u64) -> ChaCha8Rng {
 }
 
 /// Options of `cdcgan sample`.
+#[derive(Args, Debug)]
 pub struct SampleOpts {
-    /// Grid columns per class (rows are classes 0-9).
+    /// Digits per class (columns of the grid).
+    #[arg(long, default_value_t = 8)]
     pub per_class: usize,
-    /// One class only.
+    /// Draw only this digit (0-9).
+    #[arg(long)]
     pub digit: Option<u8>,
-    /// Images of that class.
+    /// How many of --digit to draw.
+    #[arg(long, default_value_t = 16)]
     pub count: usize,
-    /// Noise seed.
+    /// Noise seed (same seed, same picture).
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Pixel enlargement of the PNG.
+    /// Enlarge every pixel K times.
+    #[arg(long, value_name = "K", default_value_t = 1)]
     pub scale: u32,
-    /// Output file (PNG) or prefix (IDX).
+    /// Output PNG (default samples.png), or the IDX file prefix.
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Write an IDX dataset instead of a picture.
-    pub idx: bool,
-    /// Images per class for the IDX dataset.
+    /// png: a picture; idx: PREFIX-images-idx3-ubyte and PREFIX-labels-idx1-ubyte.
+    #[arg(long, value_enum, default_value_t = Format::Png)]
+    pub format: Format,
+    /// Digits per class in the IDX dataset.
+    #[arg(long, default_value_t = 1000)]
     pub count_per_class: usize,
+    /// A generator or training checkpoint instead of the built-in generator.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// What `cdcgan sample` writes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A PNG grid.
+    Png,
+    /// A labelled IDX dataset.
+    Idx,
 }
 
 /// `cdcgan sample`: a grid PNG, or a labelled IDX dataset.
@@ -90,7 +112,7 @@ pub fn sample(src: &Source, o: &SampleOpts) -> Result<()> {
     {
         bail!("--digit must be 0-9, got {d}");
     }
-    if o.idx {
+    if o.format == Format::Idx {
         return export_idx(src, o);
     }
     let (labels, cols) = match o.digit {
@@ -152,19 +174,29 @@ fn export_idx(src: &Source, o: &SampleOpts) -> Result<()> {
 }
 
 /// Options of `cdcgan number`.
+#[derive(Args, Debug)]
 pub struct NumberOpts {
-    /// The digits to draw.
+    /// The digits to draw, e.g. 2026.
+    #[arg(allow_hyphen_values = true)]
     pub number: String,
     /// Noise seed.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// One style (noise vector) for every digit.
+    /// One handwriting style for every digit (default: each digit its own).
+    #[arg(long)]
     pub same_style: bool,
     /// Black digits on white.
+    #[arg(long)]
     pub invert: bool,
-    /// Pixel enlargement.
+    /// Enlarge every pixel K times.
+    #[arg(long, value_name = "K", default_value_t = 4)]
     pub scale: u32,
-    /// Output PNG.
+    /// Output PNG (default NUMBER.png).
+    #[arg(long)]
     pub out: Option<PathBuf>,
+    /// A generator or training checkpoint instead of the built-in generator.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// `cdcgan number`: the digits of a number side by side, each generated for its class.
@@ -226,17 +258,26 @@ pub fn parse_number(s: &str) -> Result<Vec<u8>> {
 }
 
 /// Options of `cdcgan interpolate`.
+#[derive(Args, Debug)]
 pub struct InterpolateOpts {
-    /// Columns between (and including) the two noise vectors.
+    /// Columns from the first style to the second.
+    #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    /// Seed of the two noise vectors.
+    /// Seed of the two styles.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Pixel enlargement.
+    /// Enlarge every pixel K times.
+    #[arg(long, value_name = "K", default_value_t = 1)]
     pub scale: u32,
-    /// Output PNG.
+    /// Output PNG (default interpolation.png).
+    #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Also write an animated GIF of the walk here.
+    /// Also write the walk as an animated GIF here.
+    #[arg(long, value_name = "FILE")]
     pub gif: Option<PathBuf>,
+    /// A generator or training checkpoint instead of the built-in generator.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// Spherical interpolation between two Gaussian noise vectors (keeps the norm typical).

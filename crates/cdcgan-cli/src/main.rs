@@ -35,91 +35,25 @@ enum Command {
     /// Train on MNIST, writing samples, metrics and checkpoints to a run directory.
     ///
     /// Example: cdcgan train --epochs 20 --out runs/first
+    ///
     /// Resume:  cdcgan train --resume runs/first
     Train(Box<train::TrainArgs>),
     /// Draw a grid of digits (row r = class r), or export a labelled IDX dataset.
     ///
     /// Example: cdcgan sample --per-class 8 --scale 2 --out grid.png
+    ///
     /// One class: cdcgan sample --digit 7 --count 16
+    ///
     /// Dataset:   cdcgan sample --format idx --count-per-class 6000 --out synthetic
-    Sample {
-        /// Digits per class (columns of the grid).
-        #[arg(long, default_value_t = 8)]
-        per_class: usize,
-        /// Draw only this digit (0-9).
-        #[arg(long)]
-        digit: Option<u8>,
-        /// How many of --digit to draw.
-        #[arg(long, default_value_t = 16)]
-        count: usize,
-        /// Noise seed (same seed, same picture).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Enlarge every pixel K times.
-        #[arg(long, value_name = "K", default_value_t = 1)]
-        scale: u32,
-        /// Output PNG (default samples.png), or the IDX file prefix.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// png: a picture; idx: PREFIX-images-idx3-ubyte and PREFIX-labels-idx1-ubyte.
-        #[arg(long, value_parser = ["png", "idx"], default_value = "png")]
-        format: String,
-        /// Digits per class in the IDX dataset.
-        #[arg(long, default_value_t = 1000)]
-        count_per_class: usize,
-        /// A generator or training checkpoint instead of the built-in generator.
-        #[arg(long, value_name = "FILE")]
-        checkpoint: Option<PathBuf>,
-    },
+    Sample(SampleOpts),
     /// Write a number as handwritten digits, side by side.
     ///
     /// Example: cdcgan number 241256 --invert --out number.png
-    Number {
-        /// The digits to draw, e.g. 2026.
-        #[arg(allow_hyphen_values = true)]
-        number: String,
-        /// Noise seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// One handwriting style for every digit (default: each digit its own).
-        #[arg(long)]
-        same_style: bool,
-        /// Black digits on white.
-        #[arg(long)]
-        invert: bool,
-        /// Enlarge every pixel K times.
-        #[arg(long, value_name = "K", default_value_t = 4)]
-        scale: u32,
-        /// Output PNG (default NUMBER.png).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// A generator or training checkpoint instead of the built-in generator.
-        #[arg(long, value_name = "FILE")]
-        checkpoint: Option<PathBuf>,
-    },
+    Number(NumberOpts),
     /// A latent walk: rows are the ten classes, columns move between two styles.
     ///
     /// Example: cdcgan interpolate --steps 10 --gif walk.gif
-    Interpolate {
-        /// Columns from the first style to the second.
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
-        /// Seed of the two styles.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Enlarge every pixel K times.
-        #[arg(long, value_name = "K", default_value_t = 1)]
-        scale: u32,
-        /// Output PNG (default interpolation.png).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Also write the walk as an animated GIF here.
-        #[arg(long, value_name = "FILE")]
-        gif: Option<PathBuf>,
-        /// A generator or training checkpoint instead of the built-in generator.
-        #[arg(long, value_name = "FILE")]
-        checkpoint: Option<PathBuf>,
-    },
+    Interpolate(InterpolateOpts),
     /// Print the architecture, config, position and tensors of a checkpoint.
     ///
     /// Example: cdcgan info runs/first/checkpoints/gen-epoch-001.safetensors
@@ -184,69 +118,16 @@ fn run(command: Command) -> Result<ExitCode> {
                 train::Ended::Interrupted => ExitCode::from(130),
             });
         }
-        Command::Sample {
-            per_class,
-            digit,
-            count,
-            seed,
-            scale,
-            out,
-            format,
-            count_per_class,
-            checkpoint,
-        } => {
-            let src = Source::load(checkpoint.as_deref())?;
-            let opts = SampleOpts {
-                per_class,
-                digit,
-                count,
-                seed,
-                scale,
-                out,
-                idx: format == "idx",
-                count_per_class,
-            };
-            generate::sample(&src, &opts)?;
+        Command::Sample(opts) => {
+            generate::sample(&Source::load(opts.checkpoint.as_deref())?, &opts)?;
         }
-        Command::Number {
-            number,
-            seed,
-            same_style,
-            invert,
-            scale,
-            out,
-            checkpoint,
-        } => {
+        Command::Number(opts) => {
             // Check the number before loading anything.
-            generate::parse_number(&number)?;
-            let src = Source::load(checkpoint.as_deref())?;
-            let opts = NumberOpts {
-                number,
-                seed,
-                same_style,
-                invert,
-                scale,
-                out,
-            };
-            generate::number(&src, &opts)?;
+            generate::parse_number(&opts.number)?;
+            generate::number(&Source::load(opts.checkpoint.as_deref())?, &opts)?;
         }
-        Command::Interpolate {
-            steps,
-            seed,
-            scale,
-            out,
-            gif,
-            checkpoint,
-        } => {
-            let src = Source::load(checkpoint.as_deref())?;
-            let opts = InterpolateOpts {
-                steps,
-                seed,
-                scale,
-                out,
-                gif,
-            };
-            generate::interpolate(&src, &opts)?;
+        Command::Interpolate(opts) => {
+            generate::interpolate(&Source::load(opts.checkpoint.as_deref())?, &opts)?;
         }
         Command::Info { checkpoint } => info(&checkpoint)?,
         Command::Export {

@@ -182,6 +182,23 @@ impl Geometry {
         }
     }
 
+    /// Writes `count` images of `x` (one image after another) side by side as the columns of
+    /// `cols [rows, count·positions]`.
+    fn im2col_images(&self, x: &[f32], count: usize, cols: &mut [f32]) {
+        let ld = count * self.positions();
+        for (j, img) in x.chunks_exact(self.in_size()).take(count).enumerate() {
+            self.im2col(img, cols, ld, j * self.positions());
+        }
+    }
+
+    /// Adds the columns of `cols [rows, count·positions]` back onto `count` images of `x`.
+    fn col2im_images(&self, cols: &[f32], count: usize, x: &mut [f32]) {
+        let ld = count * self.positions();
+        for (j, img) in x.chunks_exact_mut(self.in_size()).take(count).enumerate() {
+            self.col2im(cols, ld, j * self.positions(), img);
+        }
+    }
+
     /// Adds columns `col0..col0 + positions` of `cols [rows, ld]` back onto image `x`.
     fn col2im(&self, cols: &[f32], ld: usize, col0: usize, x: &mut [f32]) {
         let (k, s) = (self.k, self.stride);
@@ -345,10 +362,7 @@ fn conv_forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
                 for start in (0..imgs).step_by(chunk) {
                     let c = chunk.min(imgs - start);
                     let ld = c * p;
-                    for j in 0..c {
-                        let img = &x[(start + j) * g.in_size()..(start + j + 1) * g.in_size()];
-                        g.im2col(img, cols, ld, j * p);
-                    }
+                    g.im2col_images(&x[start * g.in_size()..], c, cols);
                     gemm(
                         g.co,
                         ld,
@@ -403,10 +417,7 @@ fn conv_data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
                         Mat::rows(packed, ld),
                         gemm_threads,
                     );
-                    for j in 0..c {
-                        let img = &mut x[(start + j) * g.in_size()..(start + j + 1) * g.in_size()];
-                        g.col2im(cols, ld, j * p, img);
-                    }
+                    g.col2im_images(cols, c, &mut x[start * g.in_size()..]);
                 }
             })
         });
@@ -431,10 +442,7 @@ fn conv_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 for start in (0..imgs).step_by(chunk) {
                     let c = chunk.min(imgs - start);
                     let ld = c * p;
-                    for j in 0..c {
-                        let img = &x[(start + j) * g.in_size()..(start + j + 1) * g.in_size()];
-                        g.im2col(img, cols, ld, j * p);
-                    }
+                    g.im2col_images(&x[start * g.in_size()..], c, cols);
                     pack(
                         &dy[start * g.out_size()..(start + c) * g.out_size()],
                         c,
