@@ -27,12 +27,17 @@ pub struct Source {
 impl Source {
     /// `checkpoint` if given (EMA weights preferred), else the shipped generator.
     pub fn load(checkpoint: Option<&Path>) -> Result<Self> {
+        Self::load_with(checkpoint, true)
+    }
+
+    /// Like [`Source::load`]; `prefer_ema = false` takes a training state's raw generator.
+    pub fn load_with(checkpoint: Option<&Path>, prefer_ema: bool) -> Result<Self> {
         let dev = Device::Cpu;
         let ckpt = match checkpoint {
             Some(path) => Checkpoint::load(path, &dev)?,
             None => Checkpoint::from_bytes(PRETRAINED, "the built-in generator", &dev)?,
         };
-        let generator = generator_from_checkpoint(&ckpt, true, &dev)?;
+        let generator = generator_from_checkpoint(&ckpt, prefer_ema, &dev)?;
         Ok(Self {
             z_dim: ckpt.config().z_dim,
             generator,
@@ -57,6 +62,19 @@ impl Source {
             parts.push(self.generator.forward_t(&z, &y, false)?);
         }
         Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// One digit per label, as 8-bit images (what a PNG or IDX file holds), noise from `seed`.
+    pub fn labelled_set(&self, labels: Vec<u8>, seed: u64) -> Result<Split> {
+        let mut r = rng(seed);
+        let mut pixels = Vec::with_capacity(labels.len() * IMAGE_SIDE * IMAGE_SIDE);
+        for chunk in labels.chunks(CHUNK) {
+            let z = self.noise(&mut r, chunk.len())?;
+            let images = self.generate(&z, chunk)?;
+            let values: Vec<f32> = images.flatten_all()?.to_vec1()?;
+            pixels.extend(values.into_iter().map(signed_to_pixel));
+        }
+        Ok(Split::new(pixels, labels)?)
     }
 }
 
@@ -148,15 +166,7 @@ fn export_idx(src: &Source, o: &SampleOpts) -> Result<()> {
     if labels.is_empty() {
         bail!("nothing to export: --count-per-class must be at least 1");
     }
-    let mut r = rng(o.seed);
-    let mut pixels = Vec::with_capacity(labels.len() * IMAGE_SIDE * IMAGE_SIDE);
-    for chunk in labels.chunks(CHUNK) {
-        let z = src.noise(&mut r, chunk.len())?;
-        let images = src.generate(&z, chunk)?;
-        let values: Vec<f32> = images.flatten_all()?.to_vec1()?;
-        pixels.extend(values.into_iter().map(signed_to_pixel));
-    }
-    let split = Split::new(pixels, labels)?;
+    let split = src.labelled_set(labels, o.seed)?;
     let name = |suffix: &str| {
         let mut s = prefix.clone().into_os_string();
         s.push(suffix);

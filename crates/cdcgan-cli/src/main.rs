@@ -1,5 +1,6 @@
 //! `cdcgan`: train a conditional DCGAN on MNIST and generate handwritten digits on request.
 
+mod eval;
 mod generate;
 mod plot;
 mod train;
@@ -54,6 +55,17 @@ enum Command {
     ///
     /// Example: cdcgan interpolate --steps 10 --gif walk.gif
     Interpolate(InterpolateOpts),
+    /// Measure generated digits: label accuracy, FID, intra-class FID, diversity (and CAS),
+    /// each beside the same number for real digits.
+    ///
+    /// Example: cdcgan eval --data data/mnist
+    ///
+    /// A run:   cdcgan eval --dir runs/first
+    Eval(eval::EvalArgs),
+    /// Train the MNIST classifier that `eval` uses as its judge.
+    ///
+    /// Example: cdcgan train-classifier --out classifier.safetensors
+    TrainClassifier(eval::TrainClassifierArgs),
     /// Print the architecture, config, position and tensors of a checkpoint.
     ///
     /// Example: cdcgan info runs/first/checkpoints/gen-epoch-001.safetensors
@@ -129,6 +141,8 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Interpolate(opts) => {
             generate::interpolate(&Source::load(opts.checkpoint.as_deref())?, &opts)?;
         }
+        Command::Eval(args) => eval::eval(&args)?,
+        Command::TrainClassifier(args) => eval::train_classifier(&args)?,
         Command::Info { checkpoint } => info(&checkpoint)?,
         Command::Export {
             checkpoint,

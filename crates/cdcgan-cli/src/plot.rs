@@ -1,4 +1,5 @@
-//! `losses.png`: discriminator and generator loss against training steps, from `metrics.csv`.
+//! Line charts as PNG: `losses.png` (D and G loss against steps, from `metrics.csv`) and
+//! `eval.png` (quality by epoch).
 
 use std::path::Path;
 
@@ -54,38 +55,62 @@ fn read_losses(csv: &Path) -> Result<Vec<(f64, f64, f64)>> {
     Ok(rows)
 }
 
+/// One line of a chart.
+pub struct Series {
+    /// Line colour.
+    pub color: RGBColor,
+    /// `(x, y)` points in order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One chart: a title, axis names and its lines.
+pub struct Panel {
+    /// Caption above the chart.
+    pub title: String,
+    /// X-axis name.
+    pub x_desc: &'static str,
+    /// Y-axis name.
+    pub y_desc: &'static str,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
 /// Draws D and G losses from `csv` into the PNG `out`.
 pub fn loss_plot(csv: &Path, out: &Path) -> Result<()> {
     let rows = read_losses(csv)?;
     if rows.is_empty() {
         bail!("{} has no rows to plot", csv.display());
     }
+    let panel = Panel {
+        title: "cdcgan losses (red: D, blue: G)".into(),
+        x_desc: "step",
+        y_desc: "loss",
+        series: vec![
+            Series {
+                color: RED,
+                points: rows.iter().map(|r| (r.0, r.1)).collect(),
+            },
+            Series {
+                color: BLUE,
+                points: rows.iter().map(|r| (r.0, r.2)).collect(),
+            },
+        ],
+    };
+    render(&[panel], (800, 450), out)
+}
+
+/// Draws `panels` side by side into a PNG of `size` pixels at `out` (written atomically).
+pub fn render(panels: &[Panel], size: (u32, u32), out: &Path) -> Result<()> {
     let text = register_font();
-    let max_step = rows.iter().map(|r| r.0).fold(1.0, f64::max);
-    let max_loss = rows.iter().map(|r| r.1.max(r.2)).fold(0.5, f64::max) * 1.05;
-    let (w, h) = (800u32, 450u32);
+    let (w, h) = size;
     let mut rgb = vec![0u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         root.fill(&WHITE)?;
-        let mut builder = ChartBuilder::on(&root);
-        builder.margin(15);
-        if text {
-            builder
-                .caption("cdcgan losses (red: D, blue: G)", ("sans-serif", 22))
-                .x_label_area_size(40)
-                .y_label_area_size(50);
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        for (area, panel) in areas.iter().zip(panels) {
+            draw_panel(area, panel, text)?;
         }
-        let mut chart = builder.build_cartesian_2d(0.0..max_step, 0.0..max_loss)?;
-        let mut mesh = chart.configure_mesh();
-        if text {
-            mesh.x_desc("step").y_desc("loss");
-        } else {
-            mesh.disable_x_axis().disable_y_axis();
-        }
-        mesh.draw()?;
-        chart.draw_series(LineSeries::new(rows.iter().map(|r| (r.0, r.1)), &RED))?;
-        chart.draw_series(LineSeries::new(rows.iter().map(|r| (r.0, r.2)), &BLUE))?;
         root.present()?;
     }
     let img = image::RgbImage::from_raw(w, h, rgb).context("plot buffer has the wrong size")?;
@@ -93,6 +118,45 @@ pub fn loss_plot(csv: &Path, out: &Path) -> Result<()> {
     img.write_to(&mut png, image::ImageFormat::Png)?;
     mnist_data::write_atomic(out, png.get_ref())
         .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+fn draw_panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    panel: &Panel,
+    text: bool,
+) -> Result<()> {
+    let points = || panel.series.iter().flat_map(|s| s.points.iter());
+    let (x0, x1) = points().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = points().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if x0 > x1 {
+        bail!("nothing to plot in \"{}\"", panel.title);
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(15);
+    if text {
+        builder
+            .caption(&panel.title, ("sans-serif", 20))
+            .x_label_area_size(40)
+            .y_label_area_size(55);
+    }
+    let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc(panel.x_desc).y_desc(panel.y_desc);
+    } else {
+        mesh.disable_x_axis().disable_y_axis();
+    }
+    mesh.draw()?;
+    for s in &panel.series {
+        chart.draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            s.color.stroke_width(2),
+        ))?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,288 @@
+//! The judge: a small CNN that tells MNIST digits apart, whose penultimate layer also serves as
+//! the feature space for FID and diversity.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use cdcgan_eval::Classifier;
+//!
+//! let net = Classifier::new(0, &Device::Cpu)?;
+//! let x = Tensor::zeros((2, 1, 28, 28), candle_core::DType::F32, &Device::Cpu)?;
+//! let (logits, features) = net.forward_t(&x, false)?;
+//! assert_eq!(logits.dims(), &[2, 10]);
+//! assert_eq!(features.dims(), &[2, cdcgan_eval::FEATURES]);
+//! # Ok::<(), cdcgan_eval::Error>(())
+//! ```
+//!
+//! Layers (`cls.*` tensors): conv 3x3 1->32, conv 4x4/2 32->64, conv 4x4/2 64->128 (each
+//! BatchNorm + ReLU), linear 6272->128 + ReLU (the features), linear 128->10.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::{Linear, VarBuilder, VarMap};
+use cdcgan_model::kernels::Activation;
+use cdcgan_model::layers::{self, BatchNorm, Conv2d, ConvConfig};
+use cdcgan_model::normal_vec;
+use mnist_data::{IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, Split, pixel_to_signed};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// Size of the feature vector (the penultimate layer).
+pub const FEATURES: usize = 128;
+/// The `cdcgan.arch` metadata of a classifier file.
+pub const CLASSIFIER_ARCH: &str = "mnist-cnn-1";
+/// Metadata key holding the training record (JSON) of a classifier file.
+pub const META_RECORD: &str = "cdcgan.classifier";
+const META_ARCH: &str = "cdcgan.arch";
+
+/// Images per forward pass when scoring a whole set.
+const CHUNK: usize = 500;
+
+const HALVE: ConvConfig = ConvConfig {
+    stride: 2,
+    padding: 1,
+};
+const SAME3: ConvConfig = ConvConfig {
+    stride: 1,
+    padding: 1,
+};
+
+/// The MNIST classifier; see the [module docs](self).
+pub struct Classifier {
+    vars: VarMap,
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    bn3: BatchNorm,
+    fc1: Linear,
+    fc2: Linear,
+    /// Free-form facts about how it was trained (stored in the file's metadata).
+    pub record: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-image results of [`Classifier::score`].
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// Predicted class of each image.
+    pub predictions: Vec<u8>,
+    /// Features, [`FEATURES`] values per image, in order.
+    pub features: Vec<f32>,
+}
+
+impl Classifier {
+    /// A fresh classifier, He-initialised from `seed`.
+    pub fn new(seed: u64, device: &Device) -> Result<Self> {
+        let vars = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, device).pp("cls");
+        let bn = |c, name| layers::batch_norm(c, 1e-5, 0.1, vb.pp(name));
+        let side = IMAGE_SIDE / 4;
+        let net = Self {
+            conv1: layers::conv2d_no_bias(1, 32, 3, SAME3, vb.pp("conv1"))?,
+            bn1: bn(32, "bn1")?,
+            conv2: layers::conv2d_no_bias(32, 64, 4, HALVE, vb.pp("conv2"))?,
+            bn2: bn(64, "bn2")?,
+            conv3: layers::conv2d_no_bias(64, 128, 4, HALVE, vb.pp("conv3"))?,
+            bn3: bn(128, "bn3")?,
+            fc1: candle_nn::linear(128 * side * side, FEATURES, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(FEATURES, NUM_CLASSES, vb.pp("fc2"))?,
+            vars,
+            record: BTreeMap::new(),
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for (name, var) in net.all_vars() {
+            let is_layer_weight = name.ends_with(".weight") && !name.contains(".bn");
+            if is_layer_weight {
+                let fan_in = var.elem_count() / var.dims()[0];
+                let std = (2.0 / fan_in as f32).sqrt();
+                let w = normal_vec(&mut rng, var.elem_count(), 0.0, std);
+                var.set(&Tensor::from_vec(w, var.shape(), device)?)?;
+            } else if name.starts_with("cls.fc") && name.ends_with(".bias") {
+                var.set(&var.zeros_like()?)?;
+            }
+        }
+        Ok(net)
+    }
+
+    /// Logits `[b, 10]` and features `[b, FEATURES]` for images `[b, 1, 28, 28]` in `[-1, 1]`.
+    /// `train` uses batch statistics in BatchNorm and updates the running ones.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        let relu = Activation::Relu;
+        let x = self.bn1.forward_act(&self.conv1.forward(x)?, train, relu)?;
+        let x = self
+            .bn2
+            .forward_act(&self.conv2.forward(&x)?, train, relu)?;
+        let x = self
+            .bn3
+            .forward_act(&self.conv3.forward(&x)?, train, relu)?;
+        let features = self.fc1.forward(&x.flatten_from(1)?)?.relu()?;
+        let logits = self.fc2.forward(&features)?;
+        Ok((logits, features))
+    }
+
+    /// Runs every image of `set` (eval mode) and returns predictions and features.
+    pub fn score(&self, set: &Split) -> Result<Scores> {
+        let device = self.device();
+        let mut predictions = Vec::with_capacity(set.len());
+        let mut features = Vec::with_capacity(set.len() * FEATURES);
+        for chunk in set.pixels().chunks(CHUNK * IMAGE_PIXELS) {
+            let n = chunk.len() / IMAGE_PIXELS;
+            let x: Vec<f32> = chunk.iter().map(|&p| pixel_to_signed(p)).collect();
+            let x = Tensor::from_vec(x, (n, 1, IMAGE_SIDE, IMAGE_SIDE), &device)?;
+            let (logits, f) = self.forward_t(&x, false)?;
+            let argmax = logits.argmax(1)?.to_vec1::<u32>()?;
+            predictions.extend(argmax.into_iter().map(|c| c as u8));
+            features.extend(f.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(Scores {
+            predictions,
+            features,
+        })
+    }
+
+    /// Top-1 accuracy on `set` (0..1).
+    pub fn accuracy(&self, set: &Split) -> Result<f64> {
+        let scores = self.score(set)?;
+        Ok(accuracy(&scores.predictions, set.labels()))
+    }
+
+    /// The trainable parameters (running statistics excluded), sorted by name.
+    pub fn params(&self) -> Vec<(String, Var)> {
+        self.all_vars()
+            .into_iter()
+            .filter(|(n, _)| !cdcgan_model::is_buffer(n))
+            .collect()
+    }
+
+    /// Every tensor (parameters and running statistics), sorted by name.
+    pub fn all_vars(&self) -> Vec<(String, Var)> {
+        let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn device(&self) -> Device {
+        self.fc2.weight().device().clone()
+    }
+
+    /// Serialises to safetensors bytes, floats stored as `dtype` (f32, f16 or bf16).
+    pub fn to_bytes(&self, dtype: DType) -> Result<Vec<u8>> {
+        let tensors = self
+            .all_vars()
+            .into_iter()
+            .map(|(n, v)| Ok((n, v.as_tensor().to_dtype(dtype)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut meta: HashMap<String, String> = self.record.clone().into_iter().collect();
+        meta.insert(META_ARCH.into(), CLASSIFIER_ARCH.into());
+        safetensors::serialize(tensors, Some(meta)).map_err(|source| Error::Safetensors {
+            origin: "<serialise>".into(),
+            source,
+        })
+    }
+
+    /// Writes the classifier atomically.
+    pub fn save(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
+        Ok(mnist_data::write_atomic(
+            path.as_ref(),
+            &self.to_bytes(dtype)?,
+        )?)
+    }
+
+    /// Reads a classifier file; errors name it.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, &path.display().to_string(), device)
+    }
+
+    /// Parses safetensors bytes written by [`Classifier::to_bytes`]; checks the architecture
+    /// tag and every tensor's name and shape before using any of them.
+    pub fn from_bytes(bytes: &[u8], origin: &str, device: &Device) -> Result<Self> {
+        let bad = |problem: String| Error::BadFile {
+            origin: origin.to_owned(),
+            problem,
+        };
+        let st_err = |source| Error::Safetensors {
+            origin: origin.to_owned(),
+            source,
+        };
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(st_err)?;
+        let mut record: BTreeMap<String, String> = header
+            .metadata()
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        match record.remove(META_ARCH) {
+            Some(a) if a == CLASSIFIER_ARCH => {}
+            other => {
+                return Err(bad(format!(
+                    "architecture {other:?}, expected {CLASSIFIER_ARCH:?} (not a classifier file?)"
+                )));
+            }
+        }
+        let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
+        let mut net = Self::new(0, device)?;
+        let vars = net.all_vars();
+        for name in st.names() {
+            if !vars.iter().any(|(n, _)| n == name) {
+                return Err(bad(format!("unexpected tensor `{name}`")));
+            }
+        }
+        let mut values = Vec::with_capacity(vars.len());
+        for (name, var) in &vars {
+            let view = st
+                .tensor(name)
+                .map_err(|_| bad(format!("missing tensor `{name}`")))?;
+            if view.shape() != var.dims() {
+                return Err(bad(format!(
+                    "tensor `{name}` has shape {:?}, expected {:?}",
+                    view.shape(),
+                    var.dims()
+                )));
+            }
+            if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+                return Err(bad(format!(
+                    "tensor `{name}` has unsupported dtype {:?}",
+                    view.dtype()
+                )));
+            }
+            values.push(candle_core::safetensors::Load::load(&view, device)?);
+        }
+        for ((_, var), t) in vars.iter().zip(values) {
+            var.set(&t.to_dtype(DType::F32)?)?;
+        }
+        net.record = record;
+        Ok(net)
+    }
+}
+
+/// Fraction of `predictions` equal to `labels` (0 for empty input).
+pub fn accuracy(predictions: &[u8], labels: &[u8]) -> f64 {
+    let n = predictions.len().min(labels.len());
+    if n == 0 {
+        return 0.0;
+    }
+    let hits = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    hits as f64 / n as f64
+}

@@ -1,0 +1,190 @@
+//! The evaluator end to end on synthetic digits (one bar pattern per class), and the Fréchet
+//! distance against closed forms.
+
+use candle_core::{DType, Device};
+use cdcgan_eval::frechet::{Gaussian, frechet_distance};
+use cdcgan_eval::{Classifier, Evaluator, FitConfig, accuracy, fit, per_class_subset};
+use mnist_data::{IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, Split};
+use proptest::prelude::*;
+
+/// `n` images cycling through the classes: class c is a bar (vertical for 0..5, horizontal
+/// for 5..10) at its own place, with a per-image offset and noise so classes have spread.
+fn patterns(n: usize, seed: u32) -> Split {
+    let mut images = Vec::with_capacity(n * IMAGE_PIXELS);
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        state >> 24
+    };
+    for i in 0..n {
+        let c = i % NUM_CLASSES;
+        let band = 2 + 5 * (c % 5) + (next() % 2) as usize;
+        for y in 0..IMAGE_SIDE {
+            for x in 0..IMAGE_SIDE {
+                let coord = if c < 5 { x } else { y };
+                let on = (band..band + 3).contains(&coord);
+                let noise = (next() % 40) as u8;
+                images.push(if on { 255 - noise } else { noise });
+            }
+        }
+    }
+    let labels = (0..n).map(|i| (i % NUM_CLASSES) as u8).collect();
+    Split::new(images, labels).unwrap()
+}
+
+fn quick_fit(train: &Split) -> Classifier {
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 50,
+        lr: 2e-3,
+        shift: 1,
+        seed: 3,
+    };
+    fit(train, &config, &Device::Cpu, |_, _| true).unwrap()
+}
+
+#[test]
+fn the_evaluator_reads_labels_spread_and_distance() {
+    let train = patterns(600, 1);
+    let test = patterns(400, 2);
+    let net = quick_fit(&train);
+    assert!(
+        net.accuracy(&test).unwrap() > 0.95,
+        "the classifier did not learn the bars"
+    );
+
+    // Accuracy against shuffled labels is chance.
+    let scores = net.score(&test).unwrap();
+    let mut shuffled = test.labels().to_vec();
+    shuffled.rotate_left(3); // neighbours cycle through the classes, so every label is wrong
+    assert!(accuracy(&scores.predictions, &shuffled) < 0.05);
+    let mut scrambled: Vec<u8> = (0..test.len()).map(|i| ((i * 7919) % 10) as u8).collect();
+    scrambled.sort_by_key(|&l| (l as usize * 31) % 7);
+    let a = accuracy(&scores.predictions, &scrambled);
+    assert!((0.03..0.25).contains(&a), "shuffled-label accuracy {a}");
+
+    let eval = Evaluator::new(net, &test).unwrap();
+    // The test set measured against itself: perfect on every count.
+    let same = eval.evaluate(&test).unwrap();
+    // 40 images per class give rank-deficient covariances; the square roots of their
+    // round-off eigenvalues (~1e-15) leave ~1e-6 per dimension.
+    assert!(same.fid < 1e-4, "{}", same.fid);
+    assert!(
+        same.intra_fid.iter().all(|&f| f < 1e-3),
+        "{:?}",
+        same.intra_fid
+    );
+    assert!(same.diversity.iter().all(|&d| (d - 1.0).abs() < 1e-9));
+    assert!(same.accuracy > 0.95);
+
+    // Other draws of the same distribution: close, and about as varied.
+    let fresh = eval.evaluate(&patterns(400, 9)).unwrap();
+    assert!(fresh.diversity.iter().all(|&d| (0.8..1.25).contains(&d)));
+
+    // Mode collapse: each class one repeated image.
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..200 {
+        let c = i % NUM_CLASSES;
+        pixels.extend_from_slice(test.image(c));
+        labels.push(c as u8);
+    }
+    let collapsed = eval.evaluate(&Split::new(pixels, labels).unwrap()).unwrap();
+    assert!(collapsed.diversity.iter().all(|&d| d < 1e-6));
+    assert!(collapsed.intra_fid_mean > fresh.intra_fid_mean);
+
+    // A class with fewer than two images cannot be measured.
+    let err = eval.evaluate(&patterns(19, 1)).unwrap_err().to_string();
+    assert!(err.contains("class 9"), "{err}");
+}
+
+#[test]
+fn per_class_subset_picks_n_of_each_class() {
+    let split = patterns(100, 4);
+    let sub = per_class_subset(&split, 3, 0).unwrap();
+    assert_eq!(sub.len(), 30);
+    for c in 0..NUM_CLASSES as u8 {
+        assert_eq!(sub.labels().iter().filter(|&&l| l == c).count(), 3);
+    }
+    assert_eq!(
+        per_class_subset(&split, 3, 0).unwrap().pixels(),
+        sub.pixels()
+    );
+    let err = per_class_subset(&split, 11, 0).unwrap_err().to_string();
+    assert!(err.contains("class 0 has 10"), "{err}");
+}
+
+#[test]
+fn classifier_files_round_trip_and_bad_ones_are_named() {
+    let dev = Device::Cpu;
+    let mut net = Classifier::new(5, &dev).unwrap();
+    net.record
+        .insert("cdcgan.classifier".into(), "{\"x\":1}".into());
+    let bytes = net.to_bytes(DType::F32).unwrap();
+    let back = Classifier::from_bytes(&bytes, "mem", &dev).unwrap();
+    assert_eq!(back.record, net.record);
+    let test = patterns(20, 3);
+    assert_eq!(
+        back.score(&test).unwrap().features,
+        net.score(&test).unwrap().features
+    );
+
+    let err = Classifier::from_bytes(&bytes[..bytes.len() - 10], "cut.safetensors", &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("cut.safetensors:"), "{err}");
+
+    let generator = cdcgan_model::Gan::new(cdcgan_model::ModelConfig::tiny(), 0, &dev).unwrap();
+    let mut ckpt = cdcgan_model::Checkpoint::new(*generator.config());
+    generator.export(&mut ckpt, "");
+    let err = Classifier::from_bytes(&ckpt.to_bytes(DType::F32).unwrap(), "gan.st", &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gan.st") && err.contains("not a classifier"),
+        "{err}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary bytes never panic the loader.
+    #[test]
+    fn classifier_loader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Classifier::from_bytes(&bytes, "fuzz", &Device::Cpu);
+    }
+
+    /// FID(A, A + d) = |d|², FID(A, k·A) = (1 − k)² tr Σ for a centred A, and FID is symmetric.
+    #[test]
+    fn frechet_distance_matches_closed_forms(
+        values in proptest::collection::vec(-3.0f32..3.0, 40..120),
+        shift in proptest::collection::vec(-2.0f32..2.0, 4),
+        k in 0.2f32..3.0,
+    ) {
+        let dim = 4;
+        let n = values.len() / dim;
+        let rows = &values[..n * dim];
+        let a = Gaussian::fit(rows, dim).unwrap();
+        prop_assert!(frechet_distance(&a, &a) < 1e-6);
+
+        let moved: Vec<f32> = rows.iter().enumerate().map(|(i, v)| v + shift[i % dim]).collect();
+        let b = Gaussian::fit(&moved, dim).unwrap();
+        let d2: f64 = shift.iter().map(|s| f64::from(*s).powi(2)).sum();
+        let fid = frechet_distance(&a, &b);
+        prop_assert!((fid - d2).abs() < 1e-4 * (1.0 + d2), "{fid} vs {d2}");
+        prop_assert!((frechet_distance(&b, &a) - fid).abs() < 1e-6);
+
+        let centred: Vec<f32> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v - a.mean[i % dim] as f32)
+            .collect();
+        let c = Gaussian::fit(&centred, dim).unwrap();
+        let scaled: Vec<f32> = centred.iter().map(|v| v * k).collect();
+        let s = Gaussian::fit(&scaled, dim).unwrap();
+        let want = (1.0 - f64::from(k)).powi(2) * c.cov.trace();
+        let got = frechet_distance(&c, &s);
+        prop_assert!((got - want).abs() < 1e-4 * (1.0 + want), "{got} vs {want}");
+    }
+}
