@@ -134,7 +134,7 @@ pub fn train_classifier(args: &TrainClassifierArgs) -> Result<()> {
 /// Flags of `cdcgan eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A generator or training checkpoint instead of the built-in generator.
+    /// A generator or training checkpoint (or a run directory) instead of the built-in generator.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["real", "dir"])]
     pub checkpoint: Option<PathBuf>,
     /// Evaluate every gen-epoch-NNN checkpoint of a run; writes RUN_DIR/eval.csv and eval.png.

@@ -34,7 +34,7 @@ impl Source {
     pub fn load_with(checkpoint: Option<&Path>, prefer_ema: bool) -> Result<Self> {
         let dev = Device::Cpu;
         let ckpt = match checkpoint {
-            Some(path) => Checkpoint::load(path, &dev)?,
+            Some(path) => load_checkpoint(path)?,
             None => Checkpoint::from_bytes(PRETRAINED, "the built-in generator", &dev)?,
         };
         let generator = generator_from_checkpoint(&ckpt, prefer_ema, &dev)?;
@@ -78,6 +78,31 @@ impl Source {
     }
 }
 
+/// Loads a checkpoint given as a file, a run directory (its newest state), or a run's
+/// `checkpoints/latest` pointer.
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let dev = Device::Cpu;
+    let file = if path.is_dir() {
+        let run = if path.join("checkpoints").is_dir() {
+            path
+        } else {
+            path.parent().unwrap_or(path)
+        };
+        cdcgan_train::latest_state(run)?
+            .with_context(|| format!("{}: no checkpoint in this run yet", path.display()))?
+    } else if path.file_name().is_some_and(|n| n == "latest") {
+        let run = path
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."));
+        cdcgan_train::latest_state(run)?
+            .with_context(|| format!("{}: names no checkpoint", path.display()))?
+    } else {
+        path.to_owned()
+    };
+    Ok(Checkpoint::load(&file, &dev)?)
+}
+
 fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
@@ -109,7 +134,7 @@ pub struct SampleOpts {
     /// Digits per class in the IDX dataset.
     #[arg(long, default_value_t = 1000)]
     pub count_per_class: usize,
-    /// A generator or training checkpoint instead of the built-in generator.
+    /// A generator or training checkpoint (or a run directory) instead of the built-in generator.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 }
@@ -204,7 +229,7 @@ pub struct NumberOpts {
     /// Output PNG (default NUMBER.png).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// A generator or training checkpoint instead of the built-in generator.
+    /// A generator or training checkpoint (or a run directory) instead of the built-in generator.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 }
@@ -285,7 +310,7 @@ pub struct InterpolateOpts {
     /// Also write the walk as an animated GIF here.
     #[arg(long, value_name = "FILE")]
     pub gif: Option<PathBuf>,
-    /// A generator or training checkpoint instead of the built-in generator.
+    /// A generator or training checkpoint (or a run directory) instead of the built-in generator.
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 }
@@ -369,11 +394,10 @@ pub fn write_gif(frames: &[GrayImage], delay_ms: u32, path: &Path) -> Result<()>
     Ok(())
 }
 
-/// `cdcgan export`: the (EMA) generator of any checkpoint as a small standalone file.
-pub fn export(checkpoint: &Path, out: &Path, f16: bool) -> Result<()> {
-    let dev = Device::Cpu;
-    let ckpt = Checkpoint::load(checkpoint, &dev)?;
-    let generator_ckpt = cdcgan_model::generator_checkpoint(&ckpt, true)?;
+/// `cdcgan export`: the generator (EMA weights unless `raw`) of any checkpoint as a small standalone file.
+pub fn export(checkpoint: &Path, out: &Path, f16: bool, raw: bool) -> Result<()> {
+    let ckpt = load_checkpoint(checkpoint)?;
+    let generator_ckpt = cdcgan_model::generator_checkpoint(&ckpt, !raw)?;
     let dtype = if f16 { DType::F16 } else { DType::F32 };
     generator_ckpt.save(out, dtype)?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use candle_core::Device;
-use cdcgan_model::{ARCH, Checkpoint};
+use cdcgan_model::ARCH;
 use clap::{Parser, Subcommand};
 
 use generate::{InterpolateOpts, NumberOpts, SampleOpts, Source};
@@ -73,9 +72,9 @@ enum Command {
         /// A checkpoint file (.safetensors).
         checkpoint: PathBuf,
     },
-    /// Save the generator of a checkpoint (EMA weights when present) as a small file.
+    /// Save the generator of a checkpoint or run (EMA weights when present) as a small file.
     ///
-    /// Example: cdcgan export runs/first/checkpoints/latest --f16 --out generator.safetensors
+    /// Example: cdcgan export runs/first --f16 --out generator.safetensors
     Export {
         /// A training or generator checkpoint.
         checkpoint: PathBuf,
@@ -85,12 +84,15 @@ enum Command {
         /// Store the weights as f16 (half the size).
         #[arg(long)]
         f16: bool,
+        /// Take a training state's raw generator instead of its EMA weights.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
-fn info(path: &PathBuf) -> Result<()> {
+fn info(path: &std::path::Path) -> Result<()> {
     use std::fmt::Write as _;
-    let ckpt = Checkpoint::load(path, &Device::Cpu)?;
+    let ckpt = generate::load_checkpoint(path)?;
     let c = ckpt.config();
     let mut s = String::new();
     // Writing to a String cannot fail.
@@ -148,7 +150,8 @@ fn run(command: Command) -> Result<ExitCode> {
             checkpoint,
             out,
             f16,
-        } => generate::export(&checkpoint, &out, f16)?,
+            raw,
+        } => generate::export(&checkpoint, &out, f16, raw)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -202,6 +202,11 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    // A run directory or its `latest` pointer stand for the newest state.
+    for ckpt in ["run", "run/checkpoints/latest"] {
+        let out = cdcgan(dir.path(), &["export", ckpt, "--raw", "--out", "g.safetensors"]);
+        assert!(out.status.success(), "{ckpt}: {}", stderr(&out));
+    }
 
     // Interrupted with SIGINT, then resumed to the end.
     let mut args = vec!["train", "--data", data, "--out", "run2", "--epochs", "400"];

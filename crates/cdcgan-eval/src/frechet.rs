@@ -29,7 +29,7 @@ pub struct Gaussian {
 impl Gaussian {
     /// Fits `rows` (consecutive vectors of `dim` values); needs at least two vectors.
     pub fn fit(rows: &[f32], dim: usize) -> Result<Self> {
-        if dim == 0 || rows.len() % dim != 0 {
+        if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(Error::Input(format!(
                 "{} feature values do not split into vectors of {dim}",
                 rows.len()

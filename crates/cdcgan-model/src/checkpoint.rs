@@ -39,6 +39,14 @@ pub const META_ARCH: &str = "cdcgan.arch";
 pub const META_MODEL: &str = "cdcgan.model";
 /// The format version this crate writes and reads.
 pub const FORMAT_VERSION: &str = "1";
+/// Metadata key: SHA-256 of the tensors (names, dtypes, shapes and data, by name), written
+/// by [`Checkpoint::to_bytes`] and verified on load when present.
+pub const META_SHA256: &str = "cdcgan.sha256";
+/// The largest safetensors header accepted (names, shapes and metadata; ~10 KiB in practice).
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+/// A checkpoint holds at most this many copies of the networks' values (weights, EMA
+/// weights, two Adam moments, with room to spare).
+const MAX_COPIES: u64 = 6;
 
 /// Named tensors, the model config, and string metadata.
 #[derive(Debug, Clone)]
@@ -118,10 +126,17 @@ impl Checkpoint {
         let config = serde_json::to_string(&self.config)
             .map_err(|e| Error::Config(format!("cannot serialise: {e}")))?;
         meta.insert(META_MODEL.into(), config);
-        safetensors::serialize(tensors, Some(meta)).map_err(|source| Error::Safetensors {
+        meta.remove(META_SHA256);
+        let st_err = |source| Error::Safetensors {
             origin: "<serialise>".into(),
             source,
-        })
+        };
+        // Serialise, digest the tensors exactly as stored, then store the digest with them.
+        let unsigned =
+            safetensors::serialize(tensors.clone(), Some(meta.clone())).map_err(st_err)?;
+        let digest = content_digest(&SafeTensors::deserialize(&unsigned).map_err(st_err)?);
+        meta.insert(META_SHA256.into(), digest);
+        safetensors::serialize(tensors, Some(meta)).map_err(st_err)
     }
 
     /// Writes the checkpoint atomically (temporary file, fsync, rename).
@@ -130,14 +145,28 @@ impl Checkpoint {
         Ok(mnist_data::write_atomic(path.as_ref(), &bytes)?)
     }
 
-    /// Reads a checkpoint file; errors name the file.
+    /// Reads a checkpoint file; errors name the file. The header is read and checked first,
+    /// so a file larger than its architecture allows is refused before it is read.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        use std::io::Read as _;
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let origin = path.display().to_string();
+        let io = |source| Error::Io {
             path: path.to_owned(),
             source,
-        })?;
-        Self::from_bytes(&bytes, &path.display().to_string(), device)
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let mut head = vec![0u8; 8.min(len) as usize];
+        file.read_exact(&mut head).map_err(io)?;
+        let header_len = header_len(&head, len, &origin)?;
+        head.resize(8 + header_len as usize, 0);
+        file.read_exact(&mut head[8..]).map_err(io)?;
+        check_size(&head[8..], len, &origin)?;
+        let mut bytes = head;
+        bytes.reserve_exact((len as usize).saturating_sub(bytes.len()));
+        file.read_to_end(&mut bytes).map_err(io)?;
+        Self::from_bytes(&bytes, &origin, device)
     }
 
     /// Parses safetensors bytes; `origin` names them in errors. Tensors come back as f32.
@@ -150,6 +179,12 @@ impl Checkpoint {
             origin: origin.to_owned(),
             problem,
         };
+        let header_len = header_len(bytes, bytes.len() as u64, origin)?;
+        check_size(
+            &bytes[8..8 + header_len as usize],
+            bytes.len() as u64,
+            origin,
+        )?;
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(st_err)?;
         let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
         let mut metadata: BTreeMap<String, String> = header
@@ -185,7 +220,17 @@ impl Checkpoint {
                 serde_json::from_str(s).map_err(|e| meta_err(format!("model config: {e}")))
             })?;
         config.validate().map_err(|e| meta_err(e.to_string()))?;
-        for key in [META_FORMAT, META_ARCH, META_MODEL] {
+        if let Some(stored) = metadata.get(META_SHA256) {
+            let computed = content_digest(&st);
+            if *stored != computed {
+                return Err(Error::Checksum {
+                    origin: origin.to_owned(),
+                    stored: stored.clone(),
+                    computed,
+                });
+            }
+        }
+        for key in [META_FORMAT, META_ARCH, META_MODEL, META_SHA256] {
             metadata.remove(key);
         }
         let mut tensors = BTreeMap::new();
@@ -215,4 +260,80 @@ impl Checkpoint {
             metadata,
         })
     }
+}
+
+/// SHA-256 over every tensor in name order: name, dtype, shape and stored bytes.
+fn content_digest(st: &SafeTensors) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, view) in tensors {
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update(format!("{:?}", view.dtype()).as_bytes());
+        hasher.update((view.shape().len() as u64).to_le_bytes());
+        for d in view.shape() {
+            hasher.update((*d as u64).to_le_bytes());
+        }
+        hasher.update(view.data());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The header length that opens a safetensors file of `file_len` bytes, checked against
+/// [`MAX_HEADER_BYTES`] and the file size.
+fn header_len(head: &[u8], file_len: u64, origin: &str) -> Result<u64> {
+    let too_large = |problem: String| Error::TooLarge {
+        origin: origin.to_owned(),
+        problem,
+    };
+    let Some(first) = head.get(..8) else {
+        return Err(too_large(format!(
+            "{file_len} bytes is too short for a safetensors file"
+        )));
+    };
+    let mut n = [0u8; 8];
+    n.copy_from_slice(first);
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER_BYTES {
+        return Err(too_large(format!(
+            "header of {n} bytes (at most {MAX_HEADER_BYTES} accepted)"
+        )));
+    }
+    if 8 + n > file_len {
+        return Err(too_large(format!(
+            "header of {n} bytes does not fit in the {file_len}-byte file (truncated?)"
+        )));
+    }
+    Ok(n)
+}
+
+/// Refuses a file larger than any checkpoint of the architecture its header declares.
+/// Headers that cannot be read are left to the full parser to report.
+fn check_size(header: &[u8], file_len: u64, origin: &str) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__")]
+        metadata: Option<HashMap<String, String>>,
+    }
+    let Some(config) = serde_json::from_slice::<Header>(header)
+        .ok()
+        .and_then(|h| h.metadata)
+        .and_then(|m| serde_json::from_str::<ModelConfig>(m.get(META_MODEL)?).ok())
+        .filter(|c| c.validate().is_ok())
+    else {
+        return Ok(());
+    };
+    let max = 8 + header.len() as u64 + MAX_COPIES * 4 * config.tensor_values() as u64;
+    if file_len > max {
+        return Err(Error::TooLarge {
+            origin: origin.to_owned(),
+            problem: format!(
+                "{file_len} bytes, but a checkpoint of this model (z {}, widths {}/{}) holds at most {max}",
+                config.z_dim, config.gen_width, config.disc_width
+            ),
+        });
+    }
+    Ok(())
 }

@@ -74,6 +74,33 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Values (parameters and BatchNorm statistics) of the generator and the discriminator
+    /// of this configuration; bounds what a checkpoint of it may hold.
+    pub fn tensor_values(&self) -> usize {
+        let (z, g, d) = (self.z_dim, self.gen_width, self.disc_width);
+        let side2 = 7 * 7;
+        let classes = mnist_data::NUM_CLASSES;
+        let (g_embed, d_embed) = match self.label_input {
+            LabelInput::OneHot => (0, 0),
+            LabelInput::Embedding => (classes * self.label_dim(), classes * 28 * 28),
+        };
+        let generator = g_embed
+            + (z + self.label_dim()) * 2 * g * side2
+            + 4 * 2 * g
+            + 2 * g * g * 16
+            + 4 * g
+            + g * 16
+            + 1;
+        let discriminator = d_embed
+            + d * (1 + self.label_planes()) * 16
+            + d
+            + 2 * d * d * 16
+            + 4 * 2 * d
+            + 2 * d * side2
+            + 1;
+        generator + discriminator
+    }
+
     /// Width of the label code fed to the generator (and of the embedding).
     pub(crate) fn label_dim(&self) -> usize {
         mnist_data::NUM_CLASSES
@@ -106,6 +133,17 @@ mod tests {
             serde_json::from_str::<ModelConfig>("{}").unwrap(),
             ModelConfig::dcgan28()
         );
+    }
+
+    #[test]
+    fn tensor_values_counts_every_tensor() {
+        let mut embedding = ModelConfig::tiny();
+        embedding.label_input = LabelInput::Embedding;
+        for c in [ModelConfig::dcgan28(), ModelConfig::tiny(), embedding] {
+            let gan = crate::Gan::new(c, 0, &candle_core::Device::Cpu).unwrap();
+            let n: usize = gan.all_vars().iter().map(|(_, v)| v.elem_count()).sum();
+            assert_eq!(c.tensor_values(), n, "{c:?}");
+        }
     }
 
     #[test]

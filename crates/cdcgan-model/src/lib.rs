@@ -28,7 +28,9 @@ pub mod kernels;
 pub mod layers;
 mod networks;
 
-pub use checkpoint::{Checkpoint, FORMAT_VERSION, META_ARCH, META_FORMAT, META_MODEL};
+pub use checkpoint::{
+    Checkpoint, FORMAT_VERSION, MAX_HEADER_BYTES, META_ARCH, META_FORMAT, META_MODEL, META_SHA256,
+};
 pub use config::{ARCH, LabelInput, ModelConfig};
 pub use error::{Error, Result};
 pub use gan::{

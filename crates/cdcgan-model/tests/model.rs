@@ -248,6 +248,57 @@ fn generator_alone_prefers_ema_weights() {
     assert_eq!(out(&g), out(&gan.generator));
 }
 
+#[test]
+fn checksums_sizes_and_headers_are_checked_before_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let gan = Gan::new(ModelConfig::tiny(), 0, &cpu()).unwrap();
+    let good = saved(&gan, |_| {});
+    let path = dir.path().join("a.safetensors");
+
+    // The checksum is written, verified, and not exposed as user metadata.
+    std::fs::write(&path, &good).unwrap();
+    let back = Checkpoint::load(&path, &cpu()).unwrap();
+    assert!(!back.metadata.contains_key(cdcgan_model::META_SHA256));
+    let st = safetensors::SafeTensors::read_metadata(&good).unwrap().1;
+    assert_eq!(
+        st.metadata().as_ref().unwrap()[cdcgan_model::META_SHA256].len(),
+        64
+    );
+
+    // One flipped bit in the last tensor byte.
+    let mut bad = good.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    std::fs::write(&path, &bad).unwrap();
+    let err = Checkpoint::load(&path, &cpu()).unwrap_err().to_string();
+    assert!(
+        err.contains("a.safetensors") && err.contains("checksum mismatch"),
+        "{err}"
+    );
+
+    // A header length field far beyond any real header.
+    let mut bad = good.clone();
+    bad[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    std::fs::write(&path, &bad).unwrap();
+    let err = Checkpoint::load(&path, &cpu()).unwrap_err().to_string();
+    assert!(
+        err.contains("header of") && err.contains("at most"),
+        "{err}"
+    );
+
+    // A file far larger than the tiny architecture needs is refused before it is read
+    // (the 4 GiB tail is sparse: nothing is written or read).
+    std::fs::write(&path, &good).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(4 << 30).unwrap();
+    let err = Checkpoint::load(&path, &cpu()).unwrap_err().to_string();
+    assert!(err.contains("holds at most"), "{err}");
+
+    // Too short to be anything.
+    std::fs::write(&path, b"abc").unwrap();
+    let err = Checkpoint::load(&path, &cpu()).unwrap_err().to_string();
+    assert!(err.contains("too short"), "{err}");
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
@@ -265,8 +316,14 @@ mod props {
             let mut bytes = saved(&gan, |_| {});
             let at = i.index(bytes.len());
             bytes[at] ^= x;
-            if let Ok(c) = Checkpoint::from_bytes(&bytes, "fuzz", &Device::Cpu) {
-                let _ = gan.import(&c, "");
+            let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            match Checkpoint::from_bytes(&bytes, "fuzz", &Device::Cpu) {
+                Ok(c) => {
+                    // A flipped tensor byte never passes the checksum.
+                    prop_assert!(at < header_end, "corruption at byte {} went unnoticed", at);
+                    let _ = gan.import(&c, "");
+                }
+                Err(e) => prop_assert!(e.to_string().starts_with("fuzz"), "{}", e),
             }
         }
     }

@@ -16,7 +16,7 @@ struct Print;
 
 impl Observer for Print {
     fn on_step(&mut self, r: &StepReport) {
-        if r.batch % 50 == 0 {
+        if r.batch.is_multiple_of(50) {
             eprintln!(
                 "epoch {}/{} batch {}/{}  d_loss {:.3}  g_loss {:.3}  {:.0} img/s",
                 r.epoch,

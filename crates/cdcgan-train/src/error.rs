@@ -43,6 +43,14 @@ pub enum Error {
         /// Which quantity.
         what: String,
     },
+    /// Another live process trains in this run directory.
+    #[error("{}: in use by another training process (pid {pid}); lock file {}", dir.display(), dir.join("lock").display())]
+    Locked {
+        /// The run directory.
+        dir: PathBuf,
+        /// The owner's pid as written in the lock file.
+        pid: String,
+    },
     /// The run directory holds no checkpoint to resume from.
     #[error("{}: no checkpoint to resume from", .0.display())]
     NothingToResume(PathBuf),

@@ -8,7 +8,12 @@
 //!   checkpoints/state-00000469.safetensors   full training state (the last two are kept)
 //!   checkpoints/latest              name of the newest complete state file
 //!   checkpoints/gen-epoch-001.safetensors    generator alone (EMA when on), one per epoch
+//!   lock                            pid of the process training here (an OS file lock)
 //! ```
+//!
+//! Every file is written to a temporary name, fsynced and renamed; a state checkpoint is
+//! complete before `latest` names it, and the one before it is kept. A process killed at
+//! any moment leaves a run that [`Run::resume`] continues from the last complete state.
 
 use std::fs;
 use std::io::Write as _;
@@ -30,6 +35,7 @@ const CONFIG_FILE: &str = "config.toml";
 const METRICS_FILE: &str = "metrics.csv";
 const METRICS_HEADER: &str = "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec";
 const LATEST: &str = "latest";
+const LOCK_FILE: &str = "lock";
 /// Full-state checkpoints kept (the newest and the one before it).
 const KEEP_STATES: usize = 2;
 
@@ -98,38 +104,75 @@ pub trait Observer {
 impl Observer for () {}
 
 /// A training run bound to its directory.
+/// Holds the run directory's lock for as long as the [`Run`] lives.
 #[derive(Debug)]
 pub struct Run {
     dir: PathBuf,
     trainer: Trainer,
+    _lock: fs::File,
 }
 
 impl Run {
     /// Starts a new run in `dir` (created if needed); refuses a directory holding a run.
     pub fn create(dir: impl AsRef<Path>, config: RunConfig, device: &Device) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
+        let trainer = Trainer::new(config, device)?;
+        fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let lock = lock_run(&dir)?;
         if dir.join(CONFIG_FILE).exists() {
             return Err(Error::RunExists(dir));
         }
-        let trainer = Trainer::new(config, device)?;
-        for sub in ["", "samples", "checkpoints"] {
+        for sub in ["samples", "checkpoints"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(|source| Error::Io { path: p, source })?;
         }
-        mnist_data::write_atomic(&dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
         let metrics = dir.join(METRICS_FILE);
         mnist_data::write_atomic(&metrics, format!("{METRICS_HEADER}\n").as_bytes())?;
-        Ok(Self { dir, trainer })
+        // Written last: its presence marks a run that can be resumed.
+        mnist_data::write_atomic(&dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        Ok(Self {
+            dir,
+            trainer,
+            _lock: lock,
+        })
     }
 
-    /// Reopens the run in `dir` at its latest complete checkpoint.
+    /// Reopens the run in `dir` at its latest complete checkpoint, or from the start with its
+    /// `config.toml` if it was stopped before its first checkpoint. Leftover temporary files
+    /// of a killed process are removed.
     pub fn resume(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
-        let path = latest_state(&dir)?.ok_or_else(|| Error::NothingToResume(dir.clone()))?;
-        let ckpt = Checkpoint::load(&path, device)?;
-        let trainer = Trainer::from_checkpoint(&ckpt, device)?;
+        if !dir.join(CONFIG_FILE).is_file() {
+            return Err(Error::NothingToResume(dir));
+        }
+        let lock = lock_run(&dir)?;
+        for sub in ["", "samples", "checkpoints"] {
+            remove_temporaries(&dir.join(sub));
+        }
+        let trainer = match latest_state(&dir)? {
+            Some(path) => Trainer::from_checkpoint(&Checkpoint::load(&path, device)?, device)?,
+            None => {
+                let path = dir.join(CONFIG_FILE);
+                let text = fs::read_to_string(&path).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let config = RunConfig::from_toml(&text).map_err(|e| Error::Checkpoint {
+                    origin: path.display().to_string(),
+                    problem: e.to_string(),
+                })?;
+                Trainer::new(config, device)?
+            }
+        };
         truncate_metrics(&dir.join(METRICS_FILE), trainer.position().step)?;
-        Ok(Self { dir, trainer })
+        Ok(Self {
+            dir,
+            trainer,
+            _lock: lock,
+        })
     }
 
     /// The run directory.
@@ -188,7 +231,7 @@ impl Run {
                     stats,
                     images_per_sec: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 };
-                if report.step % t.log_every == 0 || report.batch == batches {
+                if report.step.is_multiple_of(t.log_every) || report.batch == batches {
                     self.append_metrics(&report, &mut log)?;
                 }
                 observer.on_step(&report);
@@ -329,6 +372,55 @@ pub fn latest_state(dir: &Path) -> Result<Option<PathBuf>> {
             path: pointer,
             source,
         }),
+    }
+}
+
+/// Takes the run directory's lock (an OS lock on `lock`, released when the process ends,
+/// however it ends) and writes our pid into it. A lock file left by a dead process is simply
+/// taken over; a live owner is named in the error.
+fn lock_run(dir: &Path) -> Result<fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let pid = fs::read_to_string(&path).unwrap_or_default();
+            let pid = pid.trim();
+            return Err(Error::Locked {
+                dir: dir.to_owned(),
+                pid: if pid.is_empty() { "unknown" } else { pid }.to_owned(),
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(io)?;
+    Ok(file)
+}
+
+/// Removes `.NAME.PID.tmp` files (from [`mnist_data::write_atomic`]) left in `dir` by a
+/// killed process; only called while holding the run's lock.
+fn remove_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -252,8 +252,24 @@ impl Trainer {
         check_finite(stats.g_loss, "generator loss", self.position.step)?;
         self.opt_g.step(&g_loss.backward()?)?;
         self.update_ema()?;
+        self.check_parameters()?;
         self.position.step += 1;
         Ok(stats)
+    }
+
+    /// Fails naming the first parameter that holds NaN or infinity (a finite loss can still
+    /// come with an overflowing gradient).
+    fn check_parameters(&self) -> Result<()> {
+        for (name, var) in self.opt_d.vars().iter().chain(self.opt_g.vars()) {
+            // NaN and infinities survive a sum; finite f32 weights this small cannot overflow it.
+            let sum = var.as_tensor().sum_all()?.to_scalar::<f32>()?;
+            check_finite(
+                f64::from(sum),
+                &format!("parameter {name}"),
+                self.position.step,
+            )?;
+        }
+        Ok(())
     }
 
     /// `ema = d·ema + (1-d)·g` for parameters, a copy for BatchNorm statistics, with the

@@ -52,6 +52,7 @@ fn a_run_writes_checkpoints_metrics_and_grids() {
     let grid = image::open(p.join("samples/epoch-002.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (2 + 2 * 30, 2 + 10 * 30));
     // A new run refuses to overwrite this one.
+    drop(run);
     assert!(matches!(
         Run::create(p, tiny(1, 8), &Device::Cpu),
         Err(Error::RunExists(_))
@@ -148,4 +149,77 @@ fn errors_for_nothing_to_resume_and_too_little_data() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_second_process_is_refused_and_the_lock_dies_with_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::create(dir.path(), tiny(1, 8), &Device::Cpu).unwrap();
+    let pid = std::fs::read_to_string(dir.path().join("lock")).unwrap();
+    assert_eq!(pid.trim(), std::process::id().to_string());
+    // The OS lock is per open file, so a second open in this process is refused like
+    // another process would be.
+    let err = Run::resume(dir.path(), &Device::Cpu).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("pid {}", pid.trim())),
+        "{err}"
+    );
+    assert!(matches!(
+        Run::create(dir.path(), tiny(1, 8), &Device::Cpu),
+        Err(Error::Locked { .. })
+    ));
+    drop(run);
+    // The lock file stays, but nobody holds it: taken over. No checkpoint yet, so the run
+    // starts over from its config.toml.
+    let run = Run::resume(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(run.trainer().position().step, 0);
+}
+
+#[test]
+fn resume_starts_over_before_the_first_checkpoint_and_clears_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Run::create(dir.path(), tiny(1, 8), &Device::Cpu).unwrap());
+    let tmp = dir
+        .path()
+        .join("checkpoints/.state-00000005.safetensors.4242.tmp");
+    std::fs::write(&tmp, b"half a checkpoint").unwrap();
+    let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
+    assert!(!tmp.exists());
+    run.train(&patterns(40), &mut ()).unwrap();
+    assert!(latest_state(dir.path()).unwrap().is_some());
+}
+
+#[test]
+fn a_non_finite_parameter_stops_training_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = patterns(40);
+    let mut run = Run::create(dir.path(), tiny(1, 8), &Device::Cpu).unwrap();
+    run.train(&data, &mut ()).unwrap();
+    let good = latest_state(dir.path()).unwrap().unwrap();
+    let before = final_state(dir.path());
+
+    // Poison one generator weight, as an exploding update would.
+    let gan = run.trainer().gan();
+    let (_, var) = &gan.params(cdcgan_model::Net::Generator)[0];
+    let mut values = var
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    values[0] = f32::NAN;
+    var.set(&candle_core::Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+        .unwrap();
+    run.set_epochs(2).unwrap();
+    let err = run.train(&data, &mut ()).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("not finite") && text.contains("step 5"),
+        "{text}"
+    );
+    // Nothing was written over the good state.
+    assert_eq!(latest_state(dir.path()).unwrap().unwrap(), good);
+    assert_eq!(final_state(dir.path()), before);
 }

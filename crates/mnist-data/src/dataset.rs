@@ -87,7 +87,7 @@ pub struct Split {
 impl Split {
     /// A split from row-major pixels (784 bytes an image) and labels in `0..=9`.
     pub fn new(images: Vec<u8>, labels: Vec<u8>) -> Result<Self, DataError> {
-        if images.len() % IMAGE_PIXELS != 0 {
+        if !images.len().is_multiple_of(IMAGE_PIXELS) {
             return Err(DataError::PixelLen(images.len()));
         }
         check_labels(&labels)?;

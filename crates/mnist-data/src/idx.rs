@@ -331,7 +331,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        // The rename itself must reach the disk before the caller relies on it (e.g. before
+        // a `latest` pointer names this file). Directories cannot be opened on Windows.
+        #[cfg(unix)]
+        if let Some(parent) = path.parent() {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
