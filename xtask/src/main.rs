@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xtask::bench;
 use xtask::fetch::{self, Source};
+use xtask::{bench, web};
 
 #[derive(Parser)]
 #[command(about = "Developer chores for the cdcgan workspace")]
@@ -54,6 +54,30 @@ enum Task {
         #[arg(long)]
         json: bool,
     },
+    /// Build the browser page (WASM generator) into target/web/; --serve shows it.
+    ///
+    /// Example: cargo xtask web --serve
+    Web {
+        /// Serve target/web/ on 127.0.0.1 after building (Ctrl-C stops).
+        #[arg(long)]
+        serve: bool,
+        /// Port for --serve.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Test the page in headless Chromium and save a screenshot.
+        #[arg(long, conflicts_with = "serve")]
+        e2e: bool,
+        /// Where --e2e saves its screenshot.
+        #[arg(long, default_value = "target/web-e2e/web.png")]
+        screenshot: PathBuf,
+    },
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 fn main() -> ExitCode {
@@ -85,10 +109,7 @@ fn main() -> ExitCode {
                     .or_else(|| std::env::var("TORCH_PYTHON").ok())
                     .unwrap_or_else(|| "python3".into())
             });
-            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default();
+            let workspace = workspace();
             let torch_ref =
                 torch_ref.unwrap_or_else(|| workspace.join("../shared/bench/torch_ref.py"));
             let opts = bench::Options {
@@ -104,6 +125,28 @@ fn main() -> ExitCode {
                     println!("{}", bench::table(&r));
                 }
             })
+        }
+        Task::Web {
+            serve,
+            port,
+            e2e,
+            screenshot,
+        } => {
+            let log = |m: &str| eprintln!("{m}");
+            if e2e {
+                web::e2e(&workspace(), &screenshot, &log)
+            } else {
+                web::build(&workspace(), &log).and_then(|dir| {
+                    if serve {
+                        let addr = web::serve(&dir, &format!("127.0.0.1:{port}"))?;
+                        eprintln!("serving {} at http://{addr}/ (Ctrl-C stops)", dir.display());
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                    Ok(())
+                })
+            }
         }
     };
     match result {

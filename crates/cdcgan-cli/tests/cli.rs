@@ -204,7 +204,10 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
     assert!(out.status.success(), "{}", stderr(&out));
     // A run directory or its `latest` pointer stand for the newest state.
     for ckpt in ["run", "run/checkpoints/latest"] {
-        let out = cdcgan(dir.path(), &["export", ckpt, "--raw", "--out", "g.safetensors"]);
+        let out = cdcgan(
+            dir.path(),
+            &["export", ckpt, "--raw", "--out", "g.safetensors"],
+        );
         assert!(out.status.success(), "{ckpt}: {}", stderr(&out));
     }
 
