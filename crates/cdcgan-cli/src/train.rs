@@ -24,7 +24,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", default_value = "runs/latest")]
     pub out: PathBuf,
     /// Continue the interrupted run in RUN_DIR exactly (its config is used; --epochs may
-    /// extend or shorten it).
+    /// extend or shorten it, --lr/--lr-g/--lr-d change the learning rates from here on).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config"])]
     pub resume: Option<PathBuf>,
     /// A TOML config file (see --print-config for every field).
@@ -176,17 +176,26 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
     let data_dir = resolve_dir(args.data.as_deref());
     let mut run = match &args.resume {
         Some(dir) => {
-            // The run's own config is used; only the length may change.
+            // The run's own config is used; only the length and the learning rates may change.
             let mut probe = args.effective_config()?;
-            probe.train.epochs = RunConfig::default().train.epochs;
-            if probe != RunConfig::default() {
+            let defaults = RunConfig::default();
+            probe.train.epochs = defaults.train.epochs;
+            (probe.train.lr_g, probe.train.lr_d) = (defaults.train.lr_g, defaults.train.lr_d);
+            if probe != defaults {
                 bail!(
-                    "--resume continues the run with its saved config; only --epochs may be given"
+                    "--resume continues the run with its saved config; only --epochs and the \
+                     learning rates (--lr, --lr-g, --lr-d) may be given"
                 );
             }
             let mut run = Run::resume(dir, &dev)?;
             if let Some(epochs) = args.epochs {
                 run.set_epochs(epochs)?;
+            }
+            let t = run.trainer().config().train;
+            let lr_g = args.lr_g.or(args.lr).unwrap_or(t.lr_g);
+            let lr_d = args.lr_d.or(args.lr).unwrap_or(t.lr_d);
+            if (lr_g, lr_d) != (t.lr_g, t.lr_d) {
+                run.set_learning_rates(lr_g, lr_d)?;
             }
             run
         }
@@ -219,7 +228,23 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
     }
     let mut display = Display::new(args, stop.clone());
     let dir = run.dir().to_owned();
-    let outcome = run.train(&split, &mut display)?;
+    let outcome = run.train(&split, &mut display).map_err(|e| {
+        if matches!(e, cdcgan_train::Error::NonFinite { .. }) {
+            let last = cdcgan_train::latest_state(&dir).ok().flatten();
+            let hint = match last {
+                Some(p) => format!(
+                    "; {} is the last good checkpoint: continue from it with a lower rate, \
+                     e.g. `cdcgan train --resume {} --lr 1e-4`",
+                    p.display(),
+                    dir.display()
+                ),
+                None => "; no checkpoint was written yet: start again with a lower --lr".into(),
+            };
+            anyhow::anyhow!("{e}{hint}")
+        } else {
+            e.into()
+        }
+    })?;
     display.bar.finish_and_clear();
     match outcome {
         Outcome::Finished => {

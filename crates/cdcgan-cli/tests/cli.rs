@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TINY, cdcgan, stderr, tiny_mnist};
+use common::{cdcgan, stderr, train_args, workdir};
 use mnist_data::Split;
 
 #[test]
@@ -167,15 +167,11 @@ fn config_file_and_flags_combine_in_print_config() {
 
 #[test]
 fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tiny_mnist(&data, 160);
-    let data = data.to_str().unwrap();
+    let (dir, data) = workdir(160);
+    let data = data.as_str();
 
     // A complete short run.
-    let mut args = vec!["train", "--data", data, "--out", "run", "--epochs", "2"];
-    args.extend_from_slice(TINY);
-    let out = cdcgan(dir.path(), &args);
+    let out = cdcgan(dir.path(), &train_args(data, "run", &["--epochs", "2"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let run = dir.path().join("run");
     for f in [
@@ -212,8 +208,7 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
     }
 
     // Interrupted with SIGINT, then resumed to the end.
-    let mut args = vec!["train", "--data", data, "--out", "run2", "--epochs", "400"];
-    args.extend_from_slice(TINY);
+    let args = train_args(data, "run2", &["--epochs", "400"]);
     let child = Command::new(env!("CARGO_BIN_EXE_cdcgan"))
         .current_dir(dir.path())
         .args(&args)
@@ -261,5 +256,9 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
         &["train", "--resume", "run2", "--data", data, "--seed", "4"],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("only --epochs"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only --epochs and the learning rates"),
+        "{}",
+        stderr(&out)
+    );
 }

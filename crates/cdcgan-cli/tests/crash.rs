@@ -11,7 +11,7 @@ use std::time::Duration;
 use candle_core::Device;
 use cdcgan_model::Checkpoint;
 use cdcgan_train::{Trainer, latest_state};
-use common::{TINY, cdcgan, stderr, tiny_mnist};
+use common::{TINY, cdcgan, stderr, train_args, workdir};
 use rand::{Rng, SeedableRng};
 
 const EPOCHS: &str = "6";
@@ -65,10 +65,8 @@ fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tiny_mnist(&data, 160);
-    let data = data.to_str().unwrap();
+    let (dir, data) = workdir(160);
+    let data = data.as_str();
     let mut train = vec!["train", "--data", data, "--epochs", EPOCHS];
     train.extend_from_slice(TINY);
 
@@ -138,12 +136,9 @@ fn sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run() {
 
 #[test]
 fn a_second_trainer_is_refused_until_the_first_dies() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tiny_mnist(&data, 160);
-    let data = data.to_str().unwrap();
-    let mut args = vec!["train", "--data", data, "--out", "run", "--epochs", "500"];
-    args.extend_from_slice(TINY);
+    let (dir, data) = workdir(160);
+    let data = data.as_str();
+    let args = train_args(data, "run", &["--epochs", "500"]);
     let mut first = spawn(dir.path(), &args);
     let lock = dir.path().join("run/lock");
     let pid = first.id().to_string();
@@ -187,15 +182,11 @@ fn a_second_trainer_is_refused_until_the_first_dies() {
 
 #[test]
 fn divergence_and_unwritable_files_end_with_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tiny_mnist(&data, 160);
-    let data = data.to_str().unwrap();
+    let (dir, data) = workdir(160);
+    let data = data.as_str();
 
     // An absurd learning rate overflows the weights within a step or two.
-    let mut args = vec!["train", "--data", data, "--out", "nan", "--lr", "1e30"];
-    args.extend_from_slice(TINY);
-    let out = cdcgan(dir.path(), &args);
+    let out = cdcgan(dir.path(), &train_args(data, "nan", &["--lr", "1e30"]));
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -203,10 +194,24 @@ fn divergence_and_unwritable_files_end_with_one_line() {
         "{err}"
     );
     assert!(latest_state(&dir.path().join("nan")).unwrap().is_none());
+    assert!(err.contains("lower --lr"), "{err}");
+
+    // The way out after a divergence: continue a run from its checkpoint at a lower rate.
+    let out = cdcgan(dir.path(), &train_args(data, "calm", &["--epochs", "1"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resume = [
+        "train", "--resume", "calm", "--data", data, "--epochs", "2", "--lr", "1e-5", "--quiet",
+    ];
+    let out = cdcgan(dir.path(), &resume);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(dir.path().join("calm/config.toml")).unwrap();
+    assert!(
+        config.contains("lr_g = 0.00001") && config.contains("lr_d = 0.00001"),
+        "{config}"
+    );
 
     // A sample grid that cannot be written: named, and the checkpoints stay consistent.
-    let mut args = vec!["train", "--data", data, "--out", "blocked", "--epochs", "2"];
-    args.extend_from_slice(TINY);
+    let args = train_args(data, "blocked", &["--epochs", "2"]);
     std::fs::create_dir_all(dir.path().join("blocked")).unwrap();
     std::fs::write(
         dir.path().join("blocked/samples"),

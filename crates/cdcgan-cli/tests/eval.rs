@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TINY, cdcgan, stderr, tiny_mnist};
+use common::{cdcgan, stderr, train_args, workdir};
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -17,10 +17,8 @@ fn json_line(o: &std::process::Output) -> serde_json::Value {
 
 #[test]
 fn eval_prints_scores_beside_the_real_baseline() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tiny_mnist(&data, 100);
-    let data = data.to_str().unwrap();
+    let (dir, data) = workdir(100);
+    let data = data.as_str();
 
     let out = cdcgan(dir.path(), &["eval", "--data", data, "--per-class", "4"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -81,13 +79,9 @@ fn eval_prints_scores_beside_the_real_baseline() {
 
 #[test]
 fn eval_dir_scores_every_epoch_and_a_trained_classifier_can_judge() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    tiny_mnist(&data, 160);
-    let data = data.to_str().unwrap();
-    let mut args = vec!["train", "--data", data, "--out", "run", "--epochs", "2"];
-    args.extend_from_slice(TINY);
-    let out = cdcgan(dir.path(), &args);
+    let (dir, data) = workdir(160);
+    let data = data.as_str();
+    let out = cdcgan(dir.path(), &train_args(data, "run", &["--epochs", "2"]));
     assert!(out.status.success(), "{}", stderr(&out));
 
     let out = cdcgan(

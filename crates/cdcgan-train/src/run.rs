@@ -189,6 +189,16 @@ impl Run {
         Ok(())
     }
 
+    /// Continues with other learning rates from here on, recorded in `config.toml` (and in
+    /// later checkpoints). Resuming a diverged run from its last good checkpoint with a lower
+    /// rate is the usual way out.
+    pub fn set_learning_rates(&mut self, lr_g: f64, lr_d: f64) -> Result<()> {
+        self.trainer.set_learning_rates(lr_g, lr_d);
+        let text = self.trainer.config().to_toml();
+        mnist_data::write_atomic(&self.dir.join(CONFIG_FILE), text.as_bytes())?;
+        Ok(())
+    }
+
     /// The training state.
     pub fn trainer(&self) -> &Trainer {
         &self.trainer

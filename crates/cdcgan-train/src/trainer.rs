@@ -194,6 +194,14 @@ impl Trainer {
         self.config.train.epochs = epochs;
     }
 
+    /// Continues with other learning rates (Adam's moments are kept), e.g. after a divergence.
+    pub fn set_learning_rates(&mut self, lr_g: f64, lr_d: f64) {
+        self.config.train.lr_g = lr_g;
+        self.config.train.lr_d = lr_d;
+        self.opt_g.set_lr(lr_g);
+        self.opt_d.set_lr(lr_d);
+    }
+
     /// Where training stands.
     pub fn position(&self) -> Position {
         self.position

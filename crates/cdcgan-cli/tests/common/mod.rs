@@ -65,3 +65,21 @@ pub const TINY: &[&str] = &[
     "2",
     "--quiet",
 ];
+
+/// A temporary directory holding `data/` with `n` tiny training images; returns it and the
+/// data path as a string for `--data`.
+pub fn workdir(n: usize) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tiny_mnist(&data, n);
+    let data = data.to_str().unwrap().to_owned();
+    (dir, data)
+}
+
+/// `train --data DATA --out OUT EXTRA... TINY...`.
+pub fn train_args<'a>(data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--data", data, "--out", out];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(TINY);
+    args
+}
