@@ -26,6 +26,7 @@ use std::path::Path;
 
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
+use safetensors::tensor::View;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::config::{ARCH, ModelConfig};
@@ -126,17 +127,13 @@ impl Checkpoint {
         let config = serde_json::to_string(&self.config)
             .map_err(|e| Error::Config(format!("cannot serialise: {e}")))?;
         meta.insert(META_MODEL.into(), config);
-        meta.remove(META_SHA256);
-        let st_err = |source| Error::Safetensors {
+        // The digest covers the tensors exactly as they are stored (dtype converted).
+        let digest = content_digest(tensors.iter().map(|(name, t)| (name.as_str(), t)));
+        meta.insert(META_SHA256.into(), digest);
+        safetensors::serialize(tensors, Some(meta)).map_err(|source| Error::Safetensors {
             origin: "<serialise>".into(),
             source,
-        };
-        // Serialise, digest the tensors exactly as stored, then store the digest with them.
-        let unsigned =
-            safetensors::serialize(tensors.clone(), Some(meta.clone())).map_err(st_err)?;
-        let digest = content_digest(&SafeTensors::deserialize(&unsigned).map_err(st_err)?);
-        meta.insert(META_SHA256.into(), digest);
-        safetensors::serialize(tensors, Some(meta)).map_err(st_err)
+        })
     }
 
     /// Writes the checkpoint atomically (temporary file, fsync, rename).
@@ -221,7 +218,7 @@ impl Checkpoint {
             })?;
         config.validate().map_err(|e| meta_err(e.to_string()))?;
         if let Some(stored) = metadata.get(META_SHA256) {
-            let computed = content_digest(&st);
+            let computed = content_digest(st.tensors().iter().map(|(n, v)| (n.as_str(), v)));
             if *stored != computed {
                 return Err(Error::Checksum {
                     origin: origin.to_owned(),
@@ -262,12 +259,13 @@ impl Checkpoint {
     }
 }
 
-/// SHA-256 over every tensor in name order: name, dtype, shape and stored bytes.
-fn content_digest(st: &SafeTensors) -> String {
+/// SHA-256 over every tensor in name order: name, dtype, shape and stored bytes. The same
+/// function digests candle tensors about to be written and the views of a file read back.
+fn content_digest<'a, V: View>(tensors: impl IntoIterator<Item = (&'a str, V)>) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    let mut tensors = st.tensors();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut tensors: Vec<_> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
     for (name, view) in tensors {
         hasher.update((name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
