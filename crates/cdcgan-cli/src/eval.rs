@@ -11,26 +11,15 @@ use cdcgan_eval::{
     per_class_subset,
 };
 use clap::Args;
-use mnist_data::{Mnist, NUM_CLASSES, Split, resolve_dir};
+use mnist_data::{NUM_CLASSES, Split};
 use plotters::style::{BLUE, RGBColor};
 
-use crate::generate::Source;
+use crate::generate::{Source, per_class_labels};
 use crate::plot::{Panel, Series, render};
-use crate::print_all;
+use crate::{load_mnist, print_all};
 
 /// The classifier shipped with the tool (see `docs/results.md`).
 const PRETRAINED_CLASSIFIER: &[u8] = include_bytes!("../../../assets/classifier.safetensors");
-
-/// Loads MNIST from `--data` (else $MNIST_DIR, else data/mnist), with a hint when absent.
-pub fn load_mnist(data: Option<&Path>) -> Result<Mnist> {
-    let dir = resolve_dir(data);
-    Mnist::load(&dir).with_context(|| {
-        format!(
-            "cannot load MNIST from {} (get it with `cargo xtask fetch-mnist`, or pass --data DIR)",
-            dir.display()
-        )
-    })
-}
 
 /// `classifier` if given, else the built-in one.
 pub fn load_classifier(classifier: Option<&Path>) -> Result<Classifier> {
@@ -182,12 +171,17 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         return eval_dir(dir, epochs, args, &evaluator, &real);
     }
     let judge_acc = evaluator.test_accuracy();
-    let (name, generated) = if args.real {
-        ("real (train)", None)
+    let src = if args.real {
+        None
     } else {
-        let src = Source::load_with(args.checkpoint.as_deref(), !args.raw)?;
-        let set = src.labelled_set(per_class_labels(args.per_class), args.seed)?;
-        ("generated", Some(evaluator.evaluate(&set)?))
+        Some(Source::load_with(args.checkpoint.as_deref(), !args.raw)?)
+    };
+    let (name, generated) = match &src {
+        None => ("real (train)", None),
+        Some(src) => {
+            let set = src.labelled_set(per_class_labels(args.per_class), args.seed)?;
+            ("generated", Some(evaluator.evaluate(&set)?))
+        }
     };
     let mut columns = Vec::new();
     if let Some(m) = &generated {
@@ -204,9 +198,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     );
     print_all(&out)?;
     let cas = if args.cas {
-        let train = match &generated {
-            Some(_) => Source::load_with(args.checkpoint.as_deref(), !args.raw)?
-                .labelled_set(per_class_labels(args.cas_per_class), args.seed + 1)?,
+        let train = match &src {
+            Some(src) => src.labelled_set(per_class_labels(args.cas_per_class), args.seed + 1)?,
             None => mnist.train.clone(),
         };
         Some(cas(&train, &mnist.test)?)
@@ -248,12 +241,6 @@ fn source_name(args: &EvalArgs) -> String {
         Some(p) => format!("{}{weights}", p.display()),
         None => "built-in".into(),
     }
-}
-
-fn per_class_labels(per_class: usize) -> Vec<u8> {
-    (0..NUM_CLASSES as u8)
-        .flat_map(|c| std::iter::repeat_n(c, per_class))
-        .collect()
 }
 
 fn pct(x: f64) -> String {

@@ -103,6 +103,13 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint::load(&file, &dev)?)
 }
 
+/// `per_class` labels of each class, class by class: 0, 0, …, 1, 1, …, 9.
+pub fn per_class_labels(per_class: usize) -> Vec<u8> {
+    (0..NUM_CLASSES as u8)
+        .flat_map(|c| std::iter::repeat_n(c, per_class))
+        .collect()
+}
+
 fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
@@ -160,12 +167,7 @@ pub fn sample(src: &Source, o: &SampleOpts) -> Result<()> {
     }
     let (labels, cols) = match o.digit {
         Some(d) => (vec![d; o.count], o.count.clamp(1, 16)),
-        None => (
-            (0..NUM_CLASSES as u8)
-                .flat_map(|c| std::iter::repeat_n(c, o.per_class))
-                .collect(),
-            o.per_class,
-        ),
+        None => (per_class_labels(o.per_class), o.per_class),
     };
     if labels.is_empty() {
         bail!("nothing to draw: --per-class and --count must be at least 1");

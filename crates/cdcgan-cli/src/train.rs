@@ -10,7 +10,6 @@ use cdcgan_model::LabelInput;
 use cdcgan_train::{EpochReport, Observer, Outcome, Run, RunConfig, StepReport};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mnist_data::{MNIST_FILES, Mnist, resolve_dir};
 
 use crate::generate::write_gif;
 
@@ -173,7 +172,6 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
         return Ok(Ended::Finished);
     }
     let dev = Device::Cpu;
-    let data_dir = resolve_dir(args.data.as_deref());
     let mut run = match &args.resume {
         Some(dir) => {
             // The run's own config is used; only the length and the learning rates may change.
@@ -201,15 +199,7 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
         }
         None => Run::create(&args.out, args.effective_config()?, &dev)?,
     };
-    let mnist = Mnist::load(&data_dir).map_err(|e| {
-        let names: Vec<&str> = MNIST_FILES.iter().map(|f| f.name).collect();
-        anyhow::anyhow!(
-            "{e}\nno MNIST in {} (needs {}, raw or .gz); get it with `cargo xtask fetch-mnist`, \
-             or point --data / MNIST_DIR at a copy",
-            data_dir.display(),
-            names.join(", ")
-        )
-    })?;
+    let mnist = crate::load_mnist(args.data.as_deref())?;
     let split = match args.limit {
         Some(n) => mnist.train.take(n),
         None => mnist.train,

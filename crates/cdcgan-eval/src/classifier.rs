@@ -169,10 +169,7 @@ impl Classifier {
 
     /// Every tensor (parameters and running statistics), sorted by name.
     pub fn all_vars(&self) -> Vec<(String, Var)> {
-        let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        cdcgan_model::sorted_vars(&self.vars)
     }
 
     fn device(&self) -> Device {

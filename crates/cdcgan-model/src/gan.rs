@@ -176,7 +176,8 @@ pub fn generator_checkpoint(ckpt: &Checkpoint, prefer_ema: bool) -> Result<Check
     Ok(out)
 }
 
-fn sorted_vars(vars: &VarMap) -> Vec<(String, Var)> {
+/// Every variable of `vars`, sorted by name (the order init, export and import use).
+pub fn sorted_vars(vars: &VarMap) -> Vec<(String, Var)> {
     let data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
     let mut v: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));

@@ -35,6 +35,6 @@ pub use config::{ARCH, LabelInput, ModelConfig};
 pub use error::{Error, Result};
 pub use gan::{
     DISC, GEN, Gan, Net, generator_checkpoint, generator_from_checkpoint, is_buffer, noise,
-    normal_vec,
+    normal_vec, sorted_vars,
 };
 pub use networks::{Discriminator, Generator, one_hot};
