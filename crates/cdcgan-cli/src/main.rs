@@ -90,19 +90,10 @@ enum Command {
     },
 }
 
-/// Loads MNIST from `--data` (else $MNIST_DIR, else data/mnist); the error says where it
-/// looked, which files it needs, and how to get them.
+/// Loads MNIST from `--data` (else $MNIST_DIR, else data/mnist). mnist-data's errors already
+/// name the missing or bad file, the directory, and `cargo xtask fetch-mnist`.
 pub fn load_mnist(data: Option<&std::path::Path>) -> Result<mnist_data::Mnist> {
-    let dir = mnist_data::resolve_dir(data);
-    mnist_data::Mnist::load(&dir).map_err(|e| {
-        let names: Vec<&str> = mnist_data::MNIST_FILES.iter().map(|f| f.name).collect();
-        anyhow::anyhow!(
-            "{e}\nno MNIST in {} (needs {}, raw or .gz); get it with `cargo xtask fetch-mnist`, \
-             or point --data / MNIST_DIR at a copy",
-            dir.display(),
-            names.join(", ")
-        )
-    })
+    Ok(mnist_data::Mnist::load(mnist_data::resolve_dir(data))?)
 }
 
 fn info(path: &std::path::Path) -> Result<()> {
