@@ -7,6 +7,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
+/// Batch sizes of the training-step measurements, for both sides.
+const BATCHES: &str = "32,64,128";
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -18,6 +21,8 @@ pub struct Options {
     pub torch_ref: PathBuf,
     /// Also measure candle's stock ops.
     pub stock: bool,
+    /// Rounds of (cdcgan, PyTorch), run alternately; each side reports its median over rounds.
+    pub rounds: usize,
 }
 
 /// Runs the release-built bench example with `args` and parses its JSON line.
@@ -52,7 +57,8 @@ fn torch(python: &str, script: &Path, steps: usize, threads: usize) -> Result<Va
     let code = format!(
         r#"
 import contextlib, io, json, resource, runpy, sys
-sys.argv = [{script:?}, "--bench", "--threads", "{threads}", "--steps", "{steps}"]
+sys.argv = [{script:?}, "--bench", "--threads", "{threads}", "--steps", "{steps}",
+            "--batches", "{BATCHES}"]
 buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
     runpy.run_path({script:?}, run_name="__main__")
@@ -117,32 +123,118 @@ pub fn run(workspace: &Path, opts: &Options, log: impl Fn(&str)) -> Result<Value
     let machine = machine();
     let threads = machine["cores"].as_u64().unwrap_or(1) as usize;
     out.insert("machine".into(), machine);
-    log("measuring cdcgan kernels...");
-    out.insert(
-        "cdcgan".into(),
-        ours(workspace, &["--layers", "--steps", &steps])?,
-    );
+    // Shared VMs drift by tens of percent over minutes: alternating the two sides round by
+    // round exposes both to the same drift, and the ratio is the median of same-round ratios.
+    let rounds = opts.rounds.max(1);
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        log(&format!(
+            "round {round}/{rounds}: measuring cdcgan kernels..."
+        ));
+        mine.push(ours(
+            workspace,
+            &["--layers", "--steps", &steps, "--batches", BATCHES],
+        )?);
+        if let Some(python) = &opts.python {
+            log(&format!(
+                "round {round}/{rounds}: measuring the PyTorch reference..."
+            ));
+            match torch(python, &opts.torch_ref, opts.steps, threads) {
+                Ok(v) => theirs.push(v),
+                Err(e) => {
+                    log(&format!("PyTorch column skipped: {e:#}"));
+                    out.insert("pytorch_error".into(), json!(format!("{e:#}")));
+                    break;
+                }
+            }
+        }
+    }
+    out.insert("rounds".into(), json!(rounds));
+    out.insert("cdcgan".into(), median_of(&mine));
+    if !theirs.is_empty() {
+        out.insert("pytorch".into(), median_of(&theirs));
+        out.insert("vs_pytorch".into(), paired_ratios(&mine, &theirs));
+    }
     if opts.stock {
         log("measuring candle stock ops (slow)...");
         let few = opts.steps.clamp(1, 5).to_string();
         out.insert(
             "candle".into(),
-            ours(workspace, &["--stock", "--layers", "--steps", &few])?,
+            ours(
+                workspace,
+                &["--stock", "--layers", "--steps", &few, "--batches", BATCHES],
+            )?,
         );
     }
-    if let Some(python) = &opts.python {
-        log("measuring the PyTorch reference...");
-        match torch(python, &opts.torch_ref, opts.steps, threads) {
-            Ok(v) => {
-                out.insert("pytorch".into(), v);
+    Ok(Value::Object(out))
+}
+
+/// The speed and memory figures compared across implementations.
+const METRICS: [(&str, &str); 5] = [
+    ("train_b32_img_s", "train step, batch 32 (img/s)"),
+    ("train_b64_img_s", "train step, batch 64 (img/s)"),
+    ("train_b128_img_s", "train step, batch 128 (img/s)"),
+    ("generate_img_s", "generate, batch 1000 (img/s)"),
+    ("peak_rss_mib", "peak RSS (MiB, lower is better)"),
+];
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(xs[n / 2]),
+        _ => Some((xs[n / 2 - 1] + xs[n / 2]) / 2.0),
+    }
+}
+
+/// One result whose numbers are the medians over `runs` (per layer for `layers_b128`).
+fn median_of(runs: &[Value]) -> Value {
+    let Some(first) = runs.first() else {
+        return Value::Null;
+    };
+    let mut merged = first.clone();
+    if let Some(map) = merged.as_object_mut() {
+        for (key, value) in map.iter_mut() {
+            if value.is_number()
+                && let Some(m) = median(runs.iter().filter_map(|r| num(r, key)).collect())
+            {
+                *value = json!(m);
             }
-            Err(e) => {
-                log(&format!("PyTorch column skipped: {e:#}"));
-                out.insert("pytorch_error".into(), json!(format!("{e:#}")));
+        }
+        if let Some(layers) = map.get_mut("layers_b128").and_then(Value::as_array_mut) {
+            for (i, layer) in layers.iter_mut().enumerate() {
+                for key in ["fwd_ms", "bwd_ms"] {
+                    let xs = runs
+                        .iter()
+                        .filter_map(|r| num(&r["layers_b128"][i], key))
+                        .collect();
+                    if let Some(m) = median(xs) {
+                        layer[key] = json!(m);
+                    }
+                }
             }
         }
     }
-    Ok(Value::Object(out))
+    merged
+}
+
+/// `ours / theirs` per metric: the median of the ratios of runs made in the same round.
+fn paired_ratios(ours: &[Value], theirs: &[Value]) -> Value {
+    let mut out = Map::new();
+    for (key, _) in METRICS {
+        let ratios = ours
+            .iter()
+            .zip(theirs)
+            .filter_map(|(o, t)| Some((num(o, key)?, num(t, key)?)))
+            .filter(|&(_, t)| t > 0.0)
+            .map(|(o, t)| o / t)
+            .collect();
+        if let Some(r) = median(ratios) {
+            out.insert(key.into(), json!(r));
+        }
+    }
+    Value::Object(out)
 }
 
 fn num(v: &Value, key: &str) -> Option<f64> {
@@ -164,23 +256,23 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 pub fn table(r: &Value) -> String {
     let (ours, stock, torch) = (&r["cdcgan"], &r["candle"], &r["pytorch"]);
     let mut s = format!(
-        "machine: {} ({} cores)\n\n| metric | cdcgan | candle stock | PyTorch | cdcgan / PyTorch | cdcgan / stock |\n|---|---:|---:|---:|---:|---:|\n",
+        "machine: {} ({} cores), medians of {} alternating rounds\n\n| metric | cdcgan | candle stock | PyTorch | cdcgan / PyTorch | cdcgan / stock |\n|---|---:|---:|---:|---:|---:|\n",
         r["machine"]["cpu"].as_str().unwrap_or("?"),
-        r["machine"]["cores"]
+        r["machine"]["cores"],
+        r["rounds"].as_u64().unwrap_or(1)
     );
-    for (key, name) in [
-        ("train_b64_img_s", "train step, batch 64 (img/s)"),
-        ("train_b128_img_s", "train step, batch 128 (img/s)"),
-        ("generate_img_s", "generate, batch 1000 (img/s)"),
-        ("peak_rss_mib", "peak RSS (MiB, lower is better)"),
-    ] {
+    for (key, name) in METRICS {
         let (o, c, t) = (num(ours, key), num(stock, key), num(torch, key));
+        // Same-round ratios when there are rounds; the ratio of medians otherwise.
+        let vs_torch = match num(&r["vs_pytorch"], key) {
+            Some(x) => format!("{x:.2}x"),
+            None => ratio(o, t),
+        };
         s += &format!(
-            "| {name} | {} | {} | {} | {} | {} |\n",
+            "| {name} | {} | {} | {} | {vs_torch} | {} |\n",
             cell(o),
             cell(c),
             cell(t),
-            ratio(o, t),
             ratio(o, c)
         );
     }
@@ -237,6 +329,28 @@ mod tests {
             t.contains("| L | 10.0 | 20.0 | 50.0 | 40.0 | 5.00x | 2.00x |"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn rounds_report_medians_and_same_round_ratios() {
+        let run = |b128: f64, fwd: f64| {
+            json!({"train_b128_img_s": b128, "kernels": "cdcgan",
+                   "layers_b128": [{"layer": "L", "fwd_ms": fwd, "bwd_ms": 1.0}]})
+        };
+        let ours = [run(200.0, 9.0), run(400.0, 30.0), run(260.0, 10.0)];
+        let theirs = [
+            json!({"train_b128_img_s": 100.0}),
+            json!({"train_b128_img_s": 400.0}),
+            json!({"train_b128_img_s": 200.0}),
+        ];
+        let m = median_of(&ours);
+        assert_eq!(m["train_b128_img_s"], 260.0);
+        assert_eq!(m["kernels"], "cdcgan");
+        assert_eq!(m["layers_b128"][0]["fwd_ms"], 10.0);
+        // Same-round ratios 2.0, 1.0, 1.3: median 1.3, not 260 / 200.
+        assert_eq!(paired_ratios(&ours, &theirs)["train_b128_img_s"], 1.3);
+        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
     }
 
     #[test]

@@ -37,6 +37,9 @@ enum Task {
         /// Measured steps per configuration (medians are reported).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// Rounds of (cdcgan, PyTorch) run alternately; medians over rounds are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Python with torch, numpy installed (else $TORCH_PYTHON, else python3).
         #[arg(long)]
         python: Option<String>,
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         }
         Task::Bench {
             steps,
+            rounds,
             python,
             torch_ref,
             no_torch,
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
                 python,
                 torch_ref,
                 stock: !no_stock,
+                rounds,
             };
             bench::run(&workspace, &opts, |m| eprintln!("{m}")).map(|r| {
                 if json {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p cdcgan-train --example bench -- [--stock] [--steps 20]
-//!     [--batches 64,128] [--layers]
+//!     [--batches 32,64,128] [--layers]
 //! ```
 //! `--stock` uses candle's own convolution ops instead of the fast kernels.
 
@@ -35,7 +35,7 @@ fn parse() -> Res<Args> {
     let mut args = Args {
         stock: false,
         steps: 20,
-        batches: vec![64, 128],
+        batches: vec![32, 64, 128],
         layers: false,
     };
     let mut it = std::env::args().skip(1);
