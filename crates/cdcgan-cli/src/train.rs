@@ -69,6 +69,9 @@ pub struct TrainArgs {
     /// One-sided label smoothing of real targets.
     #[arg(long, help_heading = "Training")]
     pub label_smoothing: Option<f64>,
+    /// Weight of the mode-seeking term against within-class collapse (0 = off).
+    #[arg(long, value_name = "W", help_heading = "Training")]
+    pub mode_seeking: Option<f64>,
     /// Clip D's weights to [-C, C] after each D step (0 = off).
     #[arg(long, value_name = "C", help_heading = "Training")]
     pub clip: Option<f64>,
@@ -125,6 +128,7 @@ impl TrainArgs {
             eps,
             d_steps,
             label_smoothing,
+            mode_seeking,
             clip,
             ema_decay,
             seed,

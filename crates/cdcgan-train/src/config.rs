@@ -28,6 +28,10 @@ pub struct TrainConfig {
     pub d_steps: u32,
     /// One-sided label smoothing: real targets are `1 - label_smoothing`.
     pub label_smoothing: f64,
+    /// Weight of the mode-seeking term (MSGAN, Mao et al. 2019) in G's loss, 0 = off: half of
+    /// each fake batch repeats the other half's labels with fresh noise, and G is pushed to
+    /// keep `mean|G(z1,y) - G(z2,y)| / mean|z1 - z2|` large, against within-class collapse.
+    pub mode_seeking: f64,
     /// Clip every discriminator parameter to `[-clip, clip]` after each D step (the WGAN-style
     /// variant); 0 turns clipping off.
     pub clip: f64,
@@ -53,6 +57,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             d_steps: 1,
             label_smoothing: 0.0,
+            mode_seeking: 0.0,
             clip: 0.0,
             ema_decay: 0.999,
             seed: 0,
@@ -84,6 +89,9 @@ impl TrainConfig {
         }
         if !(0.0..0.5).contains(&self.label_smoothing) {
             return fail("label_smoothing must be in [0, 0.5)");
+        }
+        if !(self.mode_seeking >= 0.0 && self.mode_seeking.is_finite()) {
+            return fail("mode_seeking must be 0 (off) or positive");
         }
         if !(self.clip >= 0.0 && self.clip.is_finite()) {
             return fail("clip must be 0 (off) or positive");

@@ -14,7 +14,8 @@
 //!
 //! - [`Trainer`]: the state (networks, [`Adam`] optimizers, EMA, noise stream) and one step:
 //!   D on real (target 1, or `1 - label_smoothing`) and detached fakes (target 0), optional
-//!   clipping of D, then G with the non-saturating loss; losses by [`bce_with_logits`].
+//!   clipping of D, then G with the non-saturating loss (plus, optionally, the mode-seeking
+//!   term over same-class pairs); losses by [`bce_with_logits`].
 //! - [`Run`]: a run directory; [`Run::resume`] continues bit-for-bit where it stopped.
 //! - [`Observer`]: progress callbacks; the library prints nothing.
 

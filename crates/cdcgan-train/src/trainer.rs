@@ -233,13 +233,23 @@ impl Trainer {
         let b = images.dim(0)?;
         let (g, d) = (&self.gan.generator, &self.gan.discriminator);
         let real_target = 1.0 - t.label_smoothing;
+        let pairs = b / 2;
+        let fake_labels = if t.mode_seeking > 0.0 {
+            // Fakes `b - pairs + j` repeat the labels of fakes `j`: `pairs` same-class pairs.
+            Tensor::cat(
+                &[labels.narrow(0, 0, b - pairs)?, labels.narrow(0, 0, pairs)?],
+                0,
+            )?
+        } else {
+            labels.clone()
+        };
         let mut stats = StepStats::default();
         let mut fake = None;
         for _ in 0..t.d_steps {
             let z = noise(&mut self.rng, b, self.config.model.z_dim, &self.device)?;
-            let f = g.forward_t(&z, labels, true)?;
+            let f = g.forward_t(&z, &fake_labels, true)?;
             let d_real = d.forward_t(images, labels, true)?;
-            let d_fake = d.forward_t(&f.detach(), labels, true)?;
+            let d_fake = d.forward_t(&f.detach(), &fake_labels, true)?;
             let loss = (bce_with_logits(&d_real, real_target)? + bce_with_logits(&d_fake, 0.0)?)?;
             stats.d_loss = scalar(&loss)?;
             check_finite(stats.d_loss, "discriminator loss", self.position.step)?;
@@ -251,12 +261,15 @@ impl Trainer {
                     var.set(&var.as_tensor().clamp(-t.clip, t.clip)?)?;
                 }
             }
-            fake = Some(f);
+            fake = Some((z, f));
         }
-        let fake = fake.ok_or_else(|| Error::Config("d_steps must be at least 1".into()))?;
+        let (z, fake) = fake.ok_or_else(|| Error::Config("d_steps must be at least 1".into()))?;
         // D's weights are frozen here: the G step needs gradients through D, not of it.
-        let g_loss = bce_with_logits(&d.frozen().forward_t(&fake, labels, true)?, 1.0)?;
+        let mut g_loss = bce_with_logits(&d.frozen().forward_t(&fake, &fake_labels, true)?, 1.0)?;
         stats.g_loss = scalar(&g_loss)?;
+        if t.mode_seeking > 0.0 && pairs > 0 {
+            g_loss = (g_loss + (mode_seeking_loss(&z, &fake, pairs)? * t.mode_seeking)?)?;
+        }
         check_finite(stats.g_loss, "generator loss", self.position.step)?;
         self.opt_g.step(&g_loss.backward()?)?;
         self.update_ema()?;
@@ -302,6 +315,19 @@ impl Trainer {
         self.ema_updates += 1;
         Ok(())
     }
+}
+
+/// MSGAN's mode-seeking term `1 / (mean|f1 - f2| / mean|z1 - z2| + 1e-5)` over the pairs
+/// (row `j`, row `b - pairs + j`) of noise `z` and the images `fake` made from it.
+fn mode_seeking_loss(z: &Tensor, fake: &Tensor, pairs: usize) -> Result<Tensor> {
+    let b = z.dim(0)?;
+    let gap = |t: &Tensor| -> Result<Tensor> {
+        Ok((t.narrow(0, 0, pairs)? - t.narrow(0, b - pairs, pairs)?)?
+            .abs()?
+            .mean_all()?)
+    };
+    let ratio = (gap(fake)? / gap(z)?.detach())?;
+    Ok((ratio + 1e-5)?.recip()?)
 }
 
 /// Exports an EMA model's generator tensors as `ema.gen.*`.
@@ -357,4 +383,38 @@ fn restore_rng(s: &RngState) -> Option<ChaCha8Rng> {
 /// JSON for metadata values; every type stored this way serialises infallibly.
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    #[test]
+    fn mode_seeking_loss_matches_the_closed_form_and_pushes_pairs_apart() {
+        let dev = Device::Cpu;
+        // Pairs (0, 3) and (1, 4); row 2 is unpaired and must not count.
+        let z = Tensor::new(&[[0f32, 0.], [0., 0.], [9., 9.], [1., 1.], [3., 3.]], &dev).unwrap();
+        let fake = Var::new(
+            &[[0f32, 0.], [0., 0.], [9., 9.], [0.5, 0.5], [0.5, 0.5]],
+            &dev,
+        )
+        .unwrap();
+        let loss = mode_seeking_loss(&z, fake.as_tensor(), 2).unwrap();
+        // mean|f1 - f2| = 0.5, mean|z1 - z2| = 2: ratio 0.25.
+        let want = 1.0 / (0.25 + 1e-5);
+        let got = f64::from(loss.to_scalar::<f32>().unwrap());
+        assert!((got - want).abs() < 1e-3, "{got} vs {want}");
+        let grad = loss.backward().unwrap();
+        let g = grad
+            .get(fake.as_tensor())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        // Moving a pair's second image further from its first lowers the loss; row 2 gets nothing.
+        assert!(g[3].iter().chain(&g[4]).all(|&v| v < 0.0), "{g:?}");
+        assert!(g[0].iter().chain(&g[1]).all(|&v| v > 0.0), "{g:?}");
+        assert!(g[2].iter().all(|&v| v == 0.0), "{g:?}");
+        assert!(grad.get(&z).is_none());
+    }
 }

@@ -131,6 +131,38 @@ fn weight_clipping_bounds_every_discriminator_parameter() {
 }
 
 #[test]
+fn mode_seeking_changes_the_weights_and_resumes_exactly() {
+    let data = patterns(30);
+    let mut cfg = tiny(2, 7); // odd batches: three pairs and one unpaired fake
+    cfg.train.mode_seeking = 1.0;
+    let straight = tempfile::tempdir().unwrap();
+    Run::create(straight.path(), cfg, &Device::Cpu)
+        .unwrap()
+        .train(&data, &mut ())
+        .unwrap();
+    let want = final_state(straight.path());
+    assert!(want.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::create(dir.path(), cfg, &Device::Cpu).unwrap();
+    run.train(&data, &mut StopAt(6)).unwrap();
+    drop(run);
+    Run::resume(dir.path(), &Device::Cpu)
+        .unwrap()
+        .train(&data, &mut ())
+        .unwrap();
+    assert_eq!(final_state(dir.path()), want);
+
+    cfg.train.mode_seeking = 0.0;
+    let off = tempfile::tempdir().unwrap();
+    Run::create(off.path(), cfg, &Device::Cpu)
+        .unwrap()
+        .train(&data, &mut ())
+        .unwrap();
+    assert_ne!(final_state(off.path()), want);
+}
+
+#[test]
 fn errors_for_nothing_to_resume_and_too_little_data() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
