@@ -106,8 +106,8 @@ fn info(path: &std::path::Path) -> Result<()> {
     let _ = writeln!(s, "architecture: {ARCH}");
     let _ = writeln!(
         s,
-        "model:        z_dim {}, gen_width {}, disc_width {}, label input {:?}",
-        c.z_dim, c.gen_width, c.disc_width, c.label_input
+        "model:        z_dim {}, gen_width {}, disc_width {}, label input {:?}, projection {}",
+        c.z_dim, c.gen_width, c.disc_width, c.label_input, c.projection
     );
     for (k, v) in &ckpt.metadata {
         let key = format!("{}:", k.trim_start_matches("cdcgan."));

@@ -100,6 +100,9 @@ pub struct TrainArgs {
     /// How labels enter the networks: one-hot or embedding.
     #[arg(long, value_parser = ["one-hot", "embedding"], help_heading = "Model")]
     pub label_input: Option<String>,
+    /// D also scores the label by projection (`--projection false` turns a config's off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
+    pub projection: Option<bool>,
     /// Use at most this many training images (quick experiments and tests).
     #[arg(long, value_name = "N", help_heading = "Data")]
     pub limit: Option<usize>,
@@ -155,6 +158,9 @@ impl TrainArgs {
             } else {
                 LabelInput::OneHot
             };
+        }
+        if let Some(v) = self.projection {
+            m.projection = v;
         }
         c.validate()?;
         Ok(c)

@@ -30,6 +30,9 @@ pub struct ModelConfig {
     pub disc_width: usize,
     /// How the label enters both networks.
     pub label_input: LabelInput,
+    /// D also scores the label by projection (Miyato & Koyama 2018): its logit gains
+    /// `embed(y) · features`, a learned 10-row table over the flattened `conv2` features.
+    pub projection: bool,
 }
 
 impl Default for ModelConfig {
@@ -46,6 +49,7 @@ impl ModelConfig {
             gen_width: 128,
             disc_width: 64,
             label_input: LabelInput::OneHot,
+            projection: false,
         }
     }
 
@@ -56,6 +60,7 @@ impl ModelConfig {
             gen_width: 4,
             disc_width: 4,
             label_input: LabelInput::OneHot,
+            projection: false,
         }
     }
 
@@ -91,7 +96,13 @@ impl ModelConfig {
             + 4 * g
             + g * 16
             + 1;
+        let d_proj = if self.projection {
+            classes * 2 * d * side2
+        } else {
+            0
+        };
         let discriminator = d_embed
+            + d_proj
             + d * (1 + self.label_planes()) * 16
             + d
             + 2 * d * d * 16
@@ -139,7 +150,16 @@ mod tests {
     fn tensor_values_counts_every_tensor() {
         let mut embedding = ModelConfig::tiny();
         embedding.label_input = LabelInput::Embedding;
-        for c in [ModelConfig::dcgan28(), ModelConfig::tiny(), embedding] {
+        let projection = ModelConfig {
+            projection: true,
+            ..ModelConfig::tiny()
+        };
+        for c in [
+            ModelConfig::dcgan28(),
+            ModelConfig::tiny(),
+            embedding,
+            projection,
+        ] {
             let gan = crate::Gan::new(c, 0, &candle_core::Device::Cpu).unwrap();
             let n: usize = gan.all_vars().iter().map(|(_, v)| v.elem_count()).sum();
             assert_eq!(c.tensor_values(), n, "{c:?}");

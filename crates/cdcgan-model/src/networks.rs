@@ -119,6 +119,7 @@ impl Generator {
 #[derive(Debug, Clone)]
 pub struct Discriminator {
     embed: Option<Embedding>,
+    proj: Option<Embedding>,
     conv1: Conv2d,
     conv2: Conv2d,
     bn2: BatchNorm,
@@ -139,12 +140,19 @@ impl Discriminator {
                 vb.pp("embed"),
             )?),
         };
+        let features = 2 * w * BASE_SIDE * BASE_SIDE;
+        let proj = if config.projection {
+            Some(candle_nn::embedding(NUM_CLASSES, features, vb.pp("proj"))?)
+        } else {
+            None
+        };
         Ok(Self {
             embed,
+            proj,
             conv1: layers::conv2d(1 + config.label_planes(), w, K, HALVE, vb.pp("conv1"))?,
             conv2: layers::conv2d_no_bias(w, 2 * w, K, HALVE, vb.pp("conv2"))?,
             bn2: bn(2 * w, vb.pp("bn2"))?,
-            fc: candle_nn::linear(2 * w * BASE_SIDE * BASE_SIDE, 1, vb.pp("fc"))?,
+            fc: candle_nn::linear(features, 1, vb.pp("fc"))?,
             config: *config,
         })
     }
@@ -158,11 +166,10 @@ impl Discriminator {
     /// still flow through it to the images, but none are computed for D's own weights
     /// (which that step would throw away). BatchNorm running statistics stay shared.
     pub fn frozen(&self) -> Self {
+        let detach = |e: &Embedding| Embedding::new(e.embeddings().detach(), e.hidden_size());
         Self {
-            embed: self
-                .embed
-                .as_ref()
-                .map(|e| Embedding::new(e.embeddings().detach(), e.hidden_size())),
+            embed: self.embed.as_ref().map(detach),
+            proj: self.proj.as_ref().map(detach),
             conv1: self.conv1.detached(),
             conv2: self.conv2.detached(),
             bn2: self.bn2.detached(),
@@ -179,6 +186,7 @@ impl Discriminator {
     /// The first layer sees the image stacked with label planes. Its response to the label
     /// planes depends on the class alone, so it is computed once per class (a batch of ten)
     /// and gathered by label: exactly `conv1(cat(x, planes))` without building the planes.
+    /// With `projection`, the logit adds the label's row of `proj` dotted with the features.
     pub fn forward_t(&self, x: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
         let labels = labels.to_dtype(DType::U32)?;
         let w = self.conv1.weight();
@@ -201,7 +209,11 @@ impl Discriminator {
             .bn2
             .forward_act(&self.conv2.forward(&h)?, train, LEAKY)?
             .flatten_from(1)?;
-        Ok(self.fc.forward(&h)?.squeeze(1)?)
+        let logit = self.fc.forward(&h)?.squeeze(1)?;
+        Ok(match &self.proj {
+            Some(proj) => (logit + (proj.forward(&labels)? * &h)?.sum(1)?)?,
+            None => logit,
+        })
     }
 
     /// The label planes of each class, `[10, planes, 28, 28]`: one-hot planes, or the

@@ -77,6 +77,48 @@ fn forward_shapes_and_range_for_both_label_inputs() {
 }
 
 #[test]
+fn projection_adds_the_label_row_dotted_with_the_features() {
+    let plain = Gan::new(ModelConfig::tiny(), 5, &cpu()).unwrap();
+    let cfg = ModelConfig {
+        projection: true,
+        ..ModelConfig::tiny()
+    };
+    let projected = Gan::new(cfg, 5, &cpu()).unwrap();
+    let proj = projected
+        .all_vars()
+        .into_iter()
+        .find(|(n, _)| n == "disc.proj.weight")
+        .map(|(_, v)| v)
+        .unwrap();
+    let features = 2 * cfg.disc_width * 7 * 7;
+    assert_eq!(proj.dims(), &[10, features]);
+    assert_eq!(projected.params(Net::Discriminator).len(), 8);
+    let x = Tensor::randn(0f32, 1., (10, 1, 28, 28), &cpu())
+        .unwrap()
+        .tanh()
+        .unwrap();
+    let y = labels(10);
+    let d_plain = values(&plain.discriminator.forward_t(&x, &y, false).unwrap());
+    // D's other weights draw from the same seeded stream before `disc.proj`: with a zero
+    // table the two discriminators agree.
+    proj.set(&Tensor::zeros((10, features), DType::F32, &cpu()).unwrap())
+        .unwrap();
+    let d_zero = values(&projected.discriminator.forward_t(&x, &y, false).unwrap());
+    for (a, b) in d_plain.iter().zip(&d_zero) {
+        assert!((a - b).abs() < 1e-5, "{d_plain:?} vs {d_zero:?}");
+    }
+    // A non-zero row for class 3 moves only the logit of the image labelled 3.
+    let mut table = vec![0f32; 10 * features];
+    table[3 * features..4 * features].fill(0.01);
+    proj.set(&Tensor::from_vec(table, (10, features), &cpu()).unwrap())
+        .unwrap();
+    let d_three = values(&projected.discriminator.forward_t(&x, &y, false).unwrap());
+    for (i, (a, b)) in d_zero.iter().zip(&d_three).enumerate() {
+        assert_eq!(i == 3, (a - b).abs() > 1e-4, "image {i}: {a} vs {b}");
+    }
+}
+
+#[test]
 fn init_is_seeded_and_follows_dcgan() {
     let a = Gan::new(ModelConfig::dcgan28(), 7, &cpu()).unwrap();
     let b = Gan::new(ModelConfig::dcgan28(), 7, &cpu()).unwrap();
