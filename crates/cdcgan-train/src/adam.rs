@@ -1,8 +1,9 @@
 //! Adam with PyTorch's update rule, and state that saves to and loads from checkpoints.
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, Var};
-use cdcgan_model::Checkpoint;
+use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
+use cdcgan_model::{Checkpoint, kernels};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -102,6 +103,20 @@ impl Adam {
             // Gradients can carry the autograd graph; moments built on them would chain every
             // step's graph to the next and never be freed.
             let g = g.detach();
+            if fused(var, &g) {
+                // Three passes, no allocation: m and v in place, then the parameter.
+                let g = g.contiguous()?;
+                self.m[i].inplace_op2(&g, &MovingAverage::new(beta1, false))?;
+                self.v[i].inplace_op2(&g, &MovingAverage::new(beta2, true))?;
+                let apply = Apply {
+                    step_size: step_size as f32,
+                    bc2_sqrt: bc2_sqrt as f32,
+                    eps: eps as f32,
+                };
+                var.as_tensor()
+                    .inplace_op3(&self.m[i], &self.v[i], &apply)?;
+                continue;
+            }
             let m = ((&self.m[i] * beta1)? + (&g * (1.0 - beta1))?)?;
             let v = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let denom = ((v.sqrt()? / bc2_sqrt)? + eps)?;
@@ -115,13 +130,15 @@ impl Adam {
 
     /// Adds the moments (`{prefix}{name}.m`, `.v`) to `ckpt`, and the step count as the
     /// metadata entry `steps_key`.
-    pub fn export(&self, ckpt: &mut Checkpoint, prefix: &str, steps_key: &str) {
+    pub fn export(&self, ckpt: &mut Checkpoint, prefix: &str, steps_key: &str) -> Result<()> {
         for (i, (name, _)) in self.vars.iter().enumerate() {
-            ckpt.insert(format!("{prefix}{name}.m"), self.m[i].clone());
-            ckpt.insert(format!("{prefix}{name}.v"), self.v[i].clone());
+            // Copies: the moments are updated in place by later steps.
+            ckpt.insert(format!("{prefix}{name}.m"), self.m[i].copy()?);
+            ckpt.insert(format!("{prefix}{name}.v"), self.v[i].copy()?);
         }
         ckpt.metadata
             .insert(steps_key.to_owned(), self.t.to_string());
+        Ok(())
     }
 
     /// Restores the moments and step count written by [`Adam::export`].
@@ -150,7 +167,8 @@ impl Adam {
                         var.dims()
                     )));
                 }
-                out.push(t.to_dtype(DType::F32)?.to_device(var.device())?);
+                // A copy of its own: the step updates moments in place.
+                out.push(t.to_dtype(DType::F32)?.to_device(var.device())?.copy()?);
             }
         }
         self.m = m;
@@ -160,10 +178,133 @@ impl Adam {
     }
 }
 
+/// Whether the fused in-place update applies: f32 on the CPU with the fast kernels on.
+pub(crate) fn fused(var: &Var, g: &Tensor) -> bool {
+    kernels::fast_kernels()
+        && var.device().is_cpu()
+        && var.dtype() == DType::F32
+        && g.dtype() == DType::F32
+        && var.is_contiguous()
+}
+
+/// Elements per parallel task of the fused update.
+const CHUNK: usize = 1 << 15;
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{what} must be contiguous f32"),
+    }
+}
+
+fn f32_slice_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("{what} must be contiguous f32"),
+    }
+}
+
+/// `m = β·m + (1-β)·x` (or `x²`), in place: Adam's moments and the generator's EMA.
+pub(crate) struct MovingAverage {
+    beta: f32,
+    square: bool,
+}
+
+impl MovingAverage {
+    pub(crate) fn new(beta: f64, square: bool) -> Self {
+        Self {
+            beta: beta as f32,
+            square,
+        }
+    }
+}
+
+impl InplaceOp2 for MovingAverage {
+    fn name(&self) -> &'static str {
+        "moving-average"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        let m = f32_slice_mut(s1, l1, "average")?;
+        let g = f32_slice(s2, l2, "new value")?;
+        if m.len() != g.len() {
+            candle_core::bail!("moving average: sizes differ");
+        }
+        let (beta, rest) = (self.beta, 1.0 - self.beta);
+        let square = self.square;
+        m.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(m, g)| {
+                for (m, &g) in m.iter_mut().zip(g) {
+                    let g = if square { g * g } else { g };
+                    *m = beta * *m + rest * g;
+                }
+            });
+        Ok(())
+    }
+}
+
+/// `p -= step_size · m / (sqrt(v) / bc2_sqrt + ε)`, in place.
+#[derive(Clone, Copy)]
+struct Apply {
+    step_size: f32,
+    bc2_sqrt: f32,
+    eps: f32,
+}
+
+impl InplaceOp3 for Apply {
+    fn name(&self) -> &'static str {
+        "adam-apply"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<()> {
+        let p = f32_slice_mut(s1, l1, "parameter")?;
+        let m = f32_slice(s2, l2, "first moment")?;
+        let v = f32_slice(s3, l3, "second moment")?;
+        if p.len() != m.len() || p.len() != v.len() {
+            candle_core::bail!("adam: parameter and moment sizes differ");
+        }
+        let Apply {
+            step_size,
+            bc2_sqrt,
+            eps,
+        } = *self;
+        p.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
+            .for_each(|(p, (m, v))| {
+                for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
+                    *p -= step_size * m / (v.sqrt() / bc2_sqrt + eps);
+                }
+            });
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// Serialises the tests that switch the process-wide fast-kernel flag.
+    static FAST_FLAG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Adam by hand, in f64, for one scalar parameter.
     fn reference(p0: f64, grads: &[f64], c: AdamConfig) -> Vec<f64> {
@@ -190,16 +331,58 @@ mod tests {
         // Loss = w · p, so the gradient of p is exactly w at every step.
         let ws = [0.5f64, -1.5, 2.0, 0.25];
         let want = reference(1.0, &ws, c);
-        let p = Var::new(&[1.0f32], &Device::Cpu).unwrap();
-        let mut adam = Adam::new(vec![("p".into(), p.clone())], c).unwrap();
-        for (w, want) in ws.iter().zip(want) {
-            let loss = (p.as_tensor() * *w).unwrap().sum_all().unwrap();
-            adam.step(&loss.backward().unwrap()).unwrap();
-            let got = f64::from(p.to_vec1::<f32>().unwrap()[0]);
-            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        // The fused in-place update (fast kernels on) and the tensor-op one (off).
+        let _flag = FAST_FLAG.lock().unwrap_or_else(|e| e.into_inner());
+        for fast in [true, false] {
+            kernels::set_fast_kernels(fast);
+            let p = Var::new(&[1.0f32], &Device::Cpu).unwrap();
+            let mut adam = Adam::new(vec![("p".into(), p.clone())], c).unwrap();
+            for (w, want) in ws.iter().zip(&want) {
+                let loss = (p.as_tensor() * *w).unwrap().sum_all().unwrap();
+                adam.step(&loss.backward().unwrap()).unwrap();
+                let got = f64::from(p.to_vec1::<f32>().unwrap()[0]);
+                assert!((got - want).abs() < 1e-6, "fast {fast}: {got} vs {want}");
+            }
+            assert_eq!(adam.steps(), 4);
         }
-        // The first step moves by lr·sign(g) whatever |g| is: p = 1 - 0.1.
-        assert_eq!(adam.steps(), 4);
+        kernels::set_fast_kernels(true);
+    }
+
+    #[test]
+    fn fused_update_agrees_with_tensor_ops_on_large_parameters() {
+        // Several parallel chunks, and a second variable whose gradient is missing.
+        let _flag = FAST_FLAG.lock().unwrap_or_else(|e| e.into_inner());
+        let n = 3 * CHUNK + 17;
+        let init: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let run = |fast: bool| {
+            kernels::set_fast_kernels(fast);
+            let p = Var::new(init.as_slice(), &Device::Cpu).unwrap();
+            let idle = Var::new(&[5f32], &Device::Cpu).unwrap();
+            let vars = vec![("p".into(), p.clone()), ("idle".into(), idle.clone())];
+            let mut adam = Adam::new(vars, AdamConfig::default()).unwrap();
+            for _ in 0..3 {
+                let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
+                adam.step(&loss.backward().unwrap()).unwrap();
+            }
+            assert_eq!(idle.to_vec1::<f32>().unwrap(), [5.0]);
+            (
+                p.to_vec1::<f32>().unwrap(),
+                adam.v[0].to_vec1::<f32>().unwrap(),
+            )
+        };
+        let (fused_p, fused_v) = run(true);
+        let (plain_p, plain_v) = run(false);
+        kernels::set_fast_kernels(true);
+        for (a, b) in fused_p
+            .iter()
+            .zip(&plain_p)
+            .chain(fused_v.iter().zip(&plain_v))
+        {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        assert_ne!(fused_p, init);
     }
 
     #[test]
@@ -227,7 +410,7 @@ mod tests {
         let loss = (p.as_tensor().sqr().unwrap()).sum_all().unwrap();
         a.step(&loss.backward().unwrap()).unwrap();
         let mut ckpt = Checkpoint::new(cdcgan_model::ModelConfig::tiny());
-        a.export(&mut ckpt, "opt.x.", "x.t");
+        a.export(&mut ckpt, "opt.x.", "x.t").unwrap();
         let mut b = Adam::new(vec![("p".into(), p.clone())], AdamConfig::default()).unwrap();
         b.import(&ckpt, "opt.x.", "x.t").unwrap();
         assert_eq!(b.steps(), 1);

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::adam::{Adam, AdamConfig};
+use crate::adam::{Adam, AdamConfig, MovingAverage, fused};
 use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::loss::bce_with_logits;
@@ -155,8 +155,8 @@ impl Trainer {
         if let Some(ema) = &self.ema {
             ema_generator_export(ema, &mut ckpt);
         }
-        self.opt_g.export(&mut ckpt, "opt.", META_OPT_G_STEPS);
-        self.opt_d.export(&mut ckpt, "opt.", META_OPT_D_STEPS);
+        self.opt_g.export(&mut ckpt, "opt.", META_OPT_G_STEPS)?;
+        self.opt_d.export(&mut ckpt, "opt.", META_OPT_D_STEPS)?;
         let m = &mut ckpt.metadata;
         m.insert(META_KIND.into(), "training".into());
         m.insert(META_TRAIN.into(), json(&self.config.train));
@@ -305,12 +305,15 @@ impl Trainer {
             .iter()
             .zip(ema.state(Net::Generator).iter())
         {
-            let new = if is_buffer(name) {
-                src.as_tensor().clone()
+            let src = src.as_tensor();
+            if is_buffer(name) {
+                dst.set(src)?;
+            } else if fused(dst, src) {
+                dst.as_tensor()
+                    .inplace_op2(src, &MovingAverage::new(decay, false))?;
             } else {
-                ((dst.as_tensor() * decay)? + (src.as_tensor() * (1.0 - decay))?)?
-            };
-            dst.set(&new)?;
+                dst.set(&((dst.as_tensor() * decay)? + (src * (1.0 - decay))?)?)?;
+            }
         }
         self.ema_updates += 1;
         Ok(())
