@@ -25,6 +25,16 @@ fn final_state(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
     contents(&Checkpoint::load(path, &Device::Cpu).unwrap())
 }
 
+/// The final state of a fresh run of `cfg` on `data`.
+fn trained(cfg: cdcgan_train::RunConfig, data: &mnist_data::Split) -> Vec<(String, Vec<f32>)> {
+    let dir = tempfile::tempdir().unwrap();
+    Run::create(dir.path(), cfg, &Device::Cpu)
+        .unwrap()
+        .train(data, &mut ())
+        .unwrap();
+    final_state(dir.path())
+}
+
 #[test]
 fn a_run_writes_checkpoints_metrics_and_grids() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,12 +145,7 @@ fn mode_seeking_changes_the_weights_and_resumes_exactly() {
     let data = patterns(30);
     let mut cfg = tiny(2, 7); // odd batches: three pairs and one unpaired fake
     cfg.train.mode_seeking = 1.0;
-    let straight = tempfile::tempdir().unwrap();
-    Run::create(straight.path(), cfg, &Device::Cpu)
-        .unwrap()
-        .train(&data, &mut ())
-        .unwrap();
-    let want = final_state(straight.path());
+    let want = trained(cfg, &data);
     assert!(want.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
 
     let dir = tempfile::tempdir().unwrap();
@@ -154,12 +159,7 @@ fn mode_seeking_changes_the_weights_and_resumes_exactly() {
     assert_eq!(final_state(dir.path()), want);
 
     cfg.train.mode_seeking = 0.0;
-    let off = tempfile::tempdir().unwrap();
-    Run::create(off.path(), cfg, &Device::Cpu)
-        .unwrap()
-        .train(&data, &mut ())
-        .unwrap();
-    assert_ne!(final_state(off.path()), want);
+    assert_ne!(trained(cfg, &data), want);
 }
 
 #[test]
