@@ -2,7 +2,8 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
-use cdcgan_model::{Checkpoint, kernels};
+use cdcgan_model::Checkpoint;
+use cdcgan_model::kernels::{self, contiguous_f32, contiguous_f32_mut};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -190,24 +191,6 @@ pub(crate) fn fused(var: &Var, g: &Tensor) -> bool {
 /// Elements per parallel task of the fused update.
 const CHUNK: usize = 1 << 15;
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("{what} must be contiguous f32"),
-    }
-}
-
-fn f32_slice_mut<'a>(
-    s: &'a mut CpuStorage,
-    l: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("{what} must be contiguous f32"),
-    }
-}
-
 /// `m = β·m + (1-β)·x` (or `x²`), in place: Adam's moments and the generator's EMA.
 pub(crate) struct MovingAverage {
     beta: f32,
@@ -235,8 +218,8 @@ impl InplaceOp2 for MovingAverage {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<()> {
-        let m = f32_slice_mut(s1, l1, "average")?;
-        let g = f32_slice(s2, l2, "new value")?;
+        let m = contiguous_f32_mut(s1, l1, "average")?;
+        let g = contiguous_f32(s2, l2, "new value")?;
         if m.len() != g.len() {
             candle_core::bail!("moving average: sizes differ");
         }
@@ -276,9 +259,9 @@ impl InplaceOp3 for Apply {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<()> {
-        let p = f32_slice_mut(s1, l1, "parameter")?;
-        let m = f32_slice(s2, l2, "first moment")?;
-        let v = f32_slice(s3, l3, "second moment")?;
+        let p = contiguous_f32_mut(s1, l1, "parameter")?;
+        let m = contiguous_f32(s2, l2, "first moment")?;
+        let v = contiguous_f32(s3, l3, "second moment")?;
         if p.len() != m.len() || p.len() != v.len() {
             candle_core::bail!("adam: parameter and moment sizes differ");
         }

@@ -71,9 +71,24 @@ pub(crate) fn split(n: usize) -> (usize, usize) {
     (n.div_ceil(tasks).max(1), gemm_threads)
 }
 
-pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
+/// The f32 values a contiguous layout covers, for a custom op's `cpu_fwd`; `what` names the
+/// operand in the error otherwise.
+pub fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
+        (CpuStorage::F32(_), None) => candle_core::bail!("{what}: expects a contiguous tensor"),
+        _ => candle_core::bail!("{what}: expects f32 data"),
+    }
+}
+
+/// [`contiguous_f32`] for the storage an in-place op writes.
+pub fn contiguous_f32_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> CResult<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((start, end))) => Ok(&mut v[start..end]),
         (CpuStorage::F32(_), None) => candle_core::bail!("{what}: expects a contiguous tensor"),
         _ => candle_core::bail!("{what}: expects f32 data"),
     }
