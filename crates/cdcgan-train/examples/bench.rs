@@ -11,7 +11,8 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
-use cdcgan_model::{Gan, ModelConfig, kernels, noise};
+use cdcgan_model::kernels::{self, Activation};
+use cdcgan_model::{Gan, ModelConfig, noise};
 use cdcgan_train::{RunConfig, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +22,9 @@ use serde_json::{Value, json};
 // kernel at once, so every step pays page faults. mimalloc keeps them.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// D's activation.
+const LEAKY: Activation = Activation::LeakyRelu(0.2);
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -153,6 +157,8 @@ fn main() -> Res<()> {
     if args.layers {
         let reps = args.steps.clamp(1, 10);
         let b = 128;
+        let per_class = (Tensor::randn(0f32, 1., (10, 64, 14, 14), &dev)? * 0.1)?;
+        let labels = Tensor::from_vec((0..b as u32).map(|i| i % 10).collect(), b, &dev)?;
         let layers = vec![
             layer(
                 "G deconv1 256->128 7->14",
@@ -168,11 +174,16 @@ fn main() -> Res<()> {
                 |x, w| kernels::conv_transpose2d(x, w, 2, 1, 0),
                 reps,
             )?,
+            // As the model runs it: the image alone through conv1, then the label planes'
+            // response (one map per class) gathered by label, added, and LeakyReLU.
             layer(
-                "D conv1 11->64 28->14",
-                &[b, 11, 28, 28],
-                &[64, 11, 4, 4],
-                |x, w| kernels::conv2d(x, w, 2, 1),
+                "D conv1 1->64 28->14 + label gather",
+                &[b, 1, 28, 28],
+                &[64, 1, 4, 4],
+                |x, w| {
+                    let h = kernels::conv2d(x, w, 2, 1)?;
+                    kernels::gather_add_act(&h, &per_class, &labels, LEAKY)
+                },
                 reps,
             )?,
             layer(
