@@ -23,7 +23,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", default_value = "runs/latest")]
     pub out: PathBuf,
     /// Continue the interrupted run in RUN_DIR exactly (its config is used; --epochs may
-    /// extend or shorten it, --lr/--lr-g/--lr-d change the learning rates from here on).
+    /// extend or shorten it; the learning rates, --d-steps, --label-smoothing,
+    /// --mode-seeking, --clip and --log-every may change from here on).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config"])]
     pub resume: Option<PathBuf>,
     /// A TOML config file (see --print-config for every field).
@@ -184,26 +185,41 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
     let dev = Device::Cpu;
     let mut run = match &args.resume {
         Some(dir) => {
-            // The run's own config is used; only the length and the learning rates may change.
+            // The run's own config is used; the schedule and the loss knobs may change.
             let mut probe = args.effective_config()?;
             let defaults = RunConfig::default();
-            probe.train.epochs = defaults.train.epochs;
-            (probe.train.lr_g, probe.train.lr_d) = (defaults.train.lr_g, defaults.train.lr_d);
+            let d = defaults.train;
+            let t = &mut probe.train;
+            (t.epochs, t.lr_g, t.lr_d, t.d_steps) = (d.epochs, d.lr_g, d.lr_d, d.d_steps);
+            (t.label_smoothing, t.mode_seeking) = (d.label_smoothing, d.mode_seeking);
+            (t.clip, t.log_every) = (d.clip, d.log_every);
             if probe != defaults {
                 bail!(
-                    "--resume continues the run with its saved config; only --epochs and the \
-                     learning rates (--lr, --lr-g, --lr-d) may be given"
+                    "--resume continues the run with its saved config; only --epochs, the \
+                     learning rates (--lr, --lr-g, --lr-d), --d-steps, --label-smoothing, \
+                     --mode-seeking, --clip and --log-every may be given"
                 );
             }
             let mut run = Run::resume(dir, &dev)?;
-            if let Some(epochs) = args.epochs {
-                run.set_epochs(epochs)?;
+            let mut t = run.trainer().config().train;
+            macro_rules! keep_or_set {
+                ($($field:ident),*) => { $(if let Some(v) = args.$field { t.$field = v; })* };
             }
-            let t = run.trainer().config().train;
-            let lr_g = args.lr_g.or(args.lr).unwrap_or(t.lr_g);
-            let lr_d = args.lr_d.or(args.lr).unwrap_or(t.lr_d);
-            if (lr_g, lr_d) != (t.lr_g, t.lr_d) {
-                run.set_learning_rates(lr_g, lr_d)?;
+            if let Some(lr) = args.lr {
+                (t.lr_g, t.lr_d) = (lr, lr);
+            }
+            keep_or_set!(
+                epochs,
+                lr_g,
+                lr_d,
+                d_steps,
+                label_smoothing,
+                mode_seeking,
+                clip,
+                log_every
+            );
+            if t != run.trainer().config().train {
+                run.retune(t)?;
             }
             run
         }

@@ -250,14 +250,44 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
     assert!(run2.join("samples/epoch-001.png").is_file());
     let config = std::fs::read_to_string(run2.join("config.toml")).unwrap();
     assert!(config.contains("epochs = 3"), "{config}");
-    // Other knobs cannot change on resume.
+    // The schedule and the loss knobs may change on resume (here: one more epoch with
+    // mode seeking and a lower rate), and the change is recorded...
+    let out = cdcgan(
+        dir.path(),
+        &[
+            "train",
+            "--resume",
+            "run2",
+            "--data",
+            data,
+            "--epochs",
+            "4",
+            "--lr",
+            "1e-4",
+            "--mode-seeking",
+            "0.5",
+            "--quiet",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(run2.join("samples/epoch-004.png").is_file());
+    let config = std::fs::read_to_string(run2.join("config.toml")).unwrap();
+    for line in [
+        "epochs = 4",
+        "lr_g = 0.0001",
+        "lr_d = 0.0001",
+        "mode_seeking = 0.5",
+    ] {
+        assert!(config.contains(line), "{line} missing from {config}");
+    }
+    // ...but not what fixes the saved state or the data order.
     let out = cdcgan(
         dir.path(),
         &["train", "--resume", "run2", "--data", data, "--seed", "4"],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("only --epochs and the learning rates"),
+        stderr(&out).contains("only --epochs, the learning rates"),
         "{}",
         stderr(&out)
     );

@@ -26,7 +26,7 @@ use mnist_data::{Batcher, NUM_CLASSES, Split};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::RunConfig;
+use crate::config::{RunConfig, TrainConfig};
 use crate::error::{Error, Result};
 use crate::grid::{grid_image, save_png};
 use crate::trainer::{Position, StepStats, Trainer};
@@ -180,20 +180,12 @@ impl Run {
         &self.dir
     }
 
-    /// Trains for `epochs` epochs in all from now on (e.g. to extend a resumed run), and
-    /// records the change in `config.toml`.
-    pub fn set_epochs(&mut self, epochs: u32) -> Result<()> {
-        self.trainer.set_epochs(epochs);
-        let text = self.trainer.config().to_toml();
-        mnist_data::write_atomic(&self.dir.join(CONFIG_FILE), text.as_bytes())?;
-        Ok(())
-    }
-
-    /// Continues with other learning rates from here on, recorded in `config.toml` (and in
-    /// later checkpoints). Resuming a diverged run from its last good checkpoint with a lower
-    /// rate is the usual way out.
-    pub fn set_learning_rates(&mut self, lr_g: f64, lr_d: f64) -> Result<()> {
-        self.trainer.set_learning_rates(lr_g, lr_d);
+    /// Continues under other training settings from here on (see [`Trainer::retune`] for
+    /// what may change: the epochs, learning rates and loss knobs), recorded in `config.toml`
+    /// and in later checkpoints. Resuming a diverged run from its last good checkpoint with a
+    /// lower rate is the usual way out; lower rates for the last epochs the usual way in.
+    pub fn retune(&mut self, train: TrainConfig) -> Result<()> {
+        self.trainer.retune(train)?;
         let text = self.trainer.config().to_toml();
         mnist_data::write_atomic(&self.dir.join(CONFIG_FILE), text.as_bytes())?;
         Ok(())

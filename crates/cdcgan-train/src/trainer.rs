@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig, MovingAverage, fused};
-use crate::config::RunConfig;
+use crate::config::{RunConfig, TrainConfig};
 use crate::error::{Error, Result};
 use crate::loss::bce_with_logits;
 
@@ -188,18 +188,37 @@ impl Trainer {
         &self.config
     }
 
-    /// Changes the number of epochs to train for (more to extend a finished run, fewer to
-    /// end it early); nothing else about the run changes, so resuming stays exact.
-    pub fn set_epochs(&mut self, epochs: u32) {
-        self.config.train.epochs = epochs;
-    }
-
-    /// Continues with other learning rates (Adam's moments are kept), e.g. after a divergence.
-    pub fn set_learning_rates(&mut self, lr_g: f64, lr_d: f64) {
-        self.config.train.lr_g = lr_g;
-        self.config.train.lr_d = lr_d;
-        self.opt_g.set_lr(lr_g);
-        self.opt_d.set_lr(lr_d);
+    /// Continues under `train`, which may differ from the current settings in the schedule
+    /// and the objective only: `epochs` (extend or shorten), the learning rates (Adam's moments
+    /// are kept), `d_steps`, `label_smoothing`, `mode_seeking`, `clip` and `log_every`. The
+    /// rest (batch size, seed, Adam's betas and epsilon, the EMA, the grid) shapes the saved
+    /// state or the data order, so a change there is an error.
+    pub fn retune(&mut self, train: TrainConfig) -> Result<()> {
+        train.validate()?;
+        let now = self.config.train;
+        let fixed = |t: TrainConfig| {
+            (
+                t.batch_size,
+                t.seed,
+                t.beta1,
+                t.beta2,
+                t.eps,
+                t.ema_decay,
+                t.grid_per_class,
+            )
+        };
+        if fixed(train) != fixed(now) {
+            return Err(Error::Config(
+                "a run continues with its batch size, seed, Adam betas and epsilon, EMA decay \
+                 and grid; only the epochs, learning rates, d_steps, label smoothing, mode \
+                 seeking, clipping and log interval may change"
+                    .into(),
+            ));
+        }
+        self.config.train = train;
+        self.opt_g.set_lr(train.lr_g);
+        self.opt_d.set_lr(train.lr_d);
+        Ok(())
     }
 
     /// Where training stands.

@@ -238,7 +238,19 @@ fn a_non_finite_parameter_stops_training_and_keeps_the_last_good_checkpoint() {
     values[0] = f32::NAN;
     var.set(&candle_core::Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
         .unwrap();
-    run.set_epochs(2).unwrap();
+    let mut train = run.trainer().config().train;
+    let wider = cdcgan_train::TrainConfig {
+        batch_size: train.batch_size + 1,
+        ..train
+    };
+    assert!(
+        run.retune(wider)
+            .unwrap_err()
+            .to_string()
+            .contains("batch size")
+    );
+    train.epochs = 2;
+    run.retune(train).unwrap();
     let err = run.train(&data, &mut ()).unwrap_err();
     assert!(matches!(err, Error::NonFinite { .. }), "{err}");
     let text = err.to_string();
