@@ -12,7 +12,7 @@ use mnist_data::{Compression, IMAGE_SIDE, NUM_CLASSES, Split, signed_to_pixel};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// The generator shipped with the tool (raw weights of `dcgan28` after 15 epochs, f16), see
+/// The generator shipped with the tool (raw weights of `dcgan28` after 19 epochs, f16), see
 /// `docs/results.md`.
 const PRETRAINED: &[u8] = include_bytes!("../../../assets/generator.safetensors");
 
