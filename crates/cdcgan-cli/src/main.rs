@@ -106,8 +106,9 @@ fn info(path: &std::path::Path) -> Result<()> {
     let _ = writeln!(s, "architecture: {ARCH}");
     let _ = writeln!(
         s,
-        "model:        z_dim {}, gen_width {}, disc_width {}, label input {:?}, projection {}",
-        c.z_dim, c.gen_width, c.disc_width, c.label_input, c.projection
+        "model:        z_dim {}, gen_width {}, disc_width {}, label input {:?}, projection {}, \
+         class norm {}",
+        c.z_dim, c.gen_width, c.disc_width, c.label_input, c.projection, c.class_norm
     );
     for (k, v) in &ckpt.metadata {
         let key = format!("{}:", k.trim_start_matches("cdcgan."));

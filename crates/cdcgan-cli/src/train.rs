@@ -104,6 +104,10 @@ pub struct TrainArgs {
     /// D also scores the label by projection (`--projection false` turns a config's off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
     pub projection: Option<bool>,
+    /// G's BatchNorms take a scale and shift per class (`--class-norm false` turns a config's
+    /// off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
+    pub class_norm: Option<bool>,
     /// Use at most this many training images (quick experiments and tests).
     #[arg(long, value_name = "N", help_heading = "Data")]
     pub limit: Option<usize>,
@@ -162,6 +166,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.projection {
             m.projection = v;
+        }
+        if let Some(v) = self.class_norm {
+            m.class_norm = v;
         }
         c.validate()?;
         Ok(c)

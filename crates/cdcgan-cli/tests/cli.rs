@@ -135,7 +135,7 @@ fn config_file_and_flags_combine_in_print_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("c.toml"),
-        "[train]\nepochs = 7\nseed = 3\n[model]\nz_dim = 16\n",
+        "[train]\nepochs = 7\nseed = 3\n[model]\nz_dim = 16\nprojection = true\n",
     )
     .unwrap();
     let out = cdcgan(
@@ -146,6 +146,9 @@ fn config_file_and_flags_combine_in_print_config() {
             "c.toml",
             "--seed",
             "5",
+            "--class-norm",
+            "--projection",
+            "false",
             "--print-config",
         ],
     );
@@ -156,6 +159,7 @@ fn config_file_and_flags_combine_in_print_config() {
         (cfg.train.epochs, cfg.train.seed, cfg.model.z_dim),
         (7, 5, 16)
     );
+    assert_eq!((cfg.model.projection, cfg.model.class_norm), (false, true));
     std::fs::write(dir.path().join("bad.toml"), "[train]\nepochz = 1\n").unwrap();
     let out = cdcgan(
         dir.path(),

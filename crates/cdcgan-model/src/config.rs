@@ -33,6 +33,9 @@ pub struct ModelConfig {
     /// D also scores the label by projection (Miyato & Koyama 2018): its logit gains
     /// `embed(y) · features`, a learned 10-row table over the flattened `conv2` features.
     pub projection: bool,
+    /// G's BatchNorms take their scale and shift from the label (class-conditional
+    /// BatchNorm): their `weight` and `bias` are `[10, channels]` tables.
+    pub class_norm: bool,
 }
 
 impl Default for ModelConfig {
@@ -50,6 +53,7 @@ impl ModelConfig {
             disc_width: 64,
             label_input: LabelInput::OneHot,
             projection: false,
+            class_norm: false,
         }
     }
 
@@ -61,6 +65,7 @@ impl ModelConfig {
             disc_width: 4,
             label_input: LabelInput::OneHot,
             projection: false,
+            class_norm: false,
         }
     }
 
@@ -89,11 +94,14 @@ impl ModelConfig {
             LabelInput::OneHot => (0, 0),
             LabelInput::Embedding => (classes * self.label_dim(), classes * 28 * 28),
         };
+        // Running mean and variance, then the affine: one row, or one per class.
+        let affine_rows = if self.class_norm { classes } else { 1 };
+        let g_norm = |c: usize| (2 + 2 * affine_rows) * c;
         let generator = g_embed
             + (z + self.label_dim()) * 2 * g * side2
-            + 4 * 2 * g
+            + g_norm(2 * g)
             + 2 * g * g * 16
-            + 4 * g
+            + g_norm(g)
             + g * 16
             + 1;
         let d_proj = if self.projection {
@@ -154,11 +162,16 @@ mod tests {
             projection: true,
             ..ModelConfig::tiny()
         };
+        let class_norm = ModelConfig {
+            class_norm: true,
+            ..ModelConfig::tiny()
+        };
         for c in [
             ModelConfig::dcgan28(),
             ModelConfig::tiny(),
             embedding,
             projection,
+            class_norm,
         ] {
             let gan = crate::Gan::new(c, 0, &candle_core::Device::Cpu).unwrap();
             let n: usize = gan.all_vars().iter().map(|(_, v)| v.elem_count()).sum();

@@ -267,14 +267,107 @@ impl ModuleT for BatchNorm {
 /// A BatchNorm over `channels` created under `vb`: gamma 1, beta 0, running mean 0 and
 /// variance 1, as PyTorch initialises it.
 pub fn batch_norm(channels: usize, eps: f64, momentum: f64, vb: VarBuilder) -> Result<BatchNorm> {
+    let weight = vb.get_with_hints(channels, "weight", Init::Const(1.))?;
+    let bias = vb.get_with_hints(channels, "bias", Init::Const(0.))?;
+    with_running_stats(weight, bias, eps, momentum, vb)
+}
+
+/// A BatchNorm with the given affine `[c]` and running statistics `[c]` created under `vb`.
+fn with_running_stats(
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    momentum: f64,
+    vb: VarBuilder,
+) -> Result<BatchNorm> {
+    let channels = weight.dim(0)?;
     let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.))?;
     let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.))?;
     Ok(BatchNorm {
-        weight: vb.get_with_hints(channels, "weight", Init::Const(1.))?,
-        bias: vb.get_with_hints(channels, "bias", Init::Const(0.))?,
+        weight,
+        bias,
         running_mean: Var::from_tensor(&running_mean)?,
         running_var: Var::from_tensor(&running_var)?,
         eps,
         momentum,
+    })
+}
+
+/// Class-conditional BatchNorm (de Vries et al. 2017, as in Miyato & Koyama 2018's
+/// generator): the statistics are shared, the scale and shift are rows of per-class tables
+/// (`weight`, `bias`, both `[classes, channels]`) picked by each sample's label.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use cdcgan_model::kernels::Activation;
+/// use cdcgan_model::layers::class_batch_norm;
+///
+/// let varmap = VarMap::new();
+/// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+/// let norm = class_batch_norm(10, 8, 1e-5, 0.1, vb.pp("bn"))?;
+/// let x = Tensor::randn(0f32, 1., (4, 8, 7, 7), &Device::Cpu)?;
+/// let labels = Tensor::new(&[0u32, 3, 3, 9], &Device::Cpu)?;
+/// let y = norm.forward_act(&x, &labels, true, Activation::Relu)?;
+/// assert_eq!(y.dims(), &[4, 8, 7, 7]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClassBatchNorm {
+    /// Normalisation alone: shared statistics, constant gamma 1 and beta 0.
+    norm: BatchNorm,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl ClassBatchNorm {
+    /// `act(gamma[y] · bn(x) + beta[y])` for `x [n, c, ...]` and integer `labels [n]`; `train`
+    /// as in [`BatchNorm::forward_act`].
+    pub fn forward_act(
+        &self,
+        x: &Tensor,
+        labels: &Tensor,
+        train: bool,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let normed = self.norm.forward_act(x, train, Activation::Identity)?;
+        let (n, c) = (x.dim(0)?, x.dim(1)?);
+        let mut per_sample = vec![1usize; x.rank()];
+        (per_sample[0], per_sample[1]) = (n, c);
+        let labels = labels.to_dtype(candle_core::DType::U32)?;
+        let gamma = self
+            .weight
+            .index_select(&labels, 0)?
+            .reshape(per_sample.as_slice())?;
+        // The shift goes in with the activation, in one pass, as a per-class map.
+        let mut per_class = x.dims().to_vec();
+        per_class[0] = self.bias.dim(0)?;
+        let mut table = per_sample;
+        table[0] = per_class[0];
+        let beta = self
+            .bias
+            .reshape(table.as_slice())?
+            .broadcast_as(per_class.as_slice())?
+            .contiguous()?;
+        kernels::gather_add_act(&normed.broadcast_mul(&gamma)?, &beta, &labels, act)
+    }
+}
+
+/// A class-conditional BatchNorm over `channels` for `classes` labels under `vb`: every row
+/// of `weight` 1 and of `bias` 0, running mean 0 and variance 1.
+pub fn class_batch_norm(
+    classes: usize,
+    channels: usize,
+    eps: f64,
+    momentum: f64,
+    vb: VarBuilder,
+) -> Result<ClassBatchNorm> {
+    let weight = vb.get_with_hints((classes, channels), "weight", Init::Const(1.))?;
+    let bias = vb.get_with_hints((classes, channels), "bias", Init::Const(0.))?;
+    let (ones, zeros) = (weight.get(0)?.ones_like()?, bias.get(0)?.zeros_like()?);
+    Ok(ClassBatchNorm {
+        norm: with_running_stats(ones, zeros, eps, momentum, vb)?,
+        weight,
+        bias,
     })
 }

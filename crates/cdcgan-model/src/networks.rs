@@ -21,7 +21,7 @@ use mnist_data::{IMAGE_SIDE, NUM_CLASSES};
 use crate::config::{LabelInput, ModelConfig};
 use crate::error::Result;
 use crate::kernels::{self, Activation};
-use crate::layers::{self, BatchNorm, Conv2d, ConvConfig, ConvTranspose2d};
+use crate::layers::{self, BatchNorm, ClassBatchNorm, Conv2d, ConvConfig, ConvTranspose2d};
 
 /// Side of the generator's first feature map, and of the discriminator's last.
 const BASE_SIDE: usize = IMAGE_SIDE / 4;
@@ -36,9 +36,42 @@ pub fn one_hot(labels: &Tensor) -> Result<Tensor> {
         .to_dtype(DType::F32)?)
 }
 
-/// PyTorch's BatchNorm defaults: eps 1e-5, momentum 0.1.
+/// BatchNorm's eps and momentum: PyTorch's defaults.
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
 fn bn(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    Ok(layers::batch_norm(channels, 1e-5, 0.1, vb)?)
+    Ok(layers::batch_norm(channels, BN_EPS, BN_MOMENTUM, vb)?)
+}
+
+/// A generator BatchNorm: one affine for all classes, or one per class (`class_norm`).
+#[derive(Debug, Clone)]
+enum GenNorm {
+    Shared(BatchNorm),
+    PerClass(ClassBatchNorm),
+}
+
+impl GenNorm {
+    fn new(config: &ModelConfig, channels: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(if config.class_norm {
+            Self::PerClass(layers::class_batch_norm(
+                NUM_CLASSES,
+                channels,
+                BN_EPS,
+                BN_MOMENTUM,
+                vb,
+            )?)
+        } else {
+            Self::Shared(bn(channels, vb)?)
+        })
+    }
+
+    fn forward_act(&self, x: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(match self {
+            Self::Shared(n) => n.forward_act(x, train, Activation::Relu)?,
+            Self::PerClass(n) => n.forward_act(x, labels, train, Activation::Relu)?,
+        })
+    }
 }
 
 const LEAKY: Activation = Activation::LeakyRelu(0.2);
@@ -56,9 +89,9 @@ const HALVE: ConvConfig = ConvConfig {
 pub struct Generator {
     embed: Option<Embedding>,
     fc: Linear,
-    bn0: BatchNorm,
+    bn0: GenNorm,
     deconv1: ConvTranspose2d,
-    bn1: BatchNorm,
+    bn1: GenNorm,
     deconv2: ConvTranspose2d,
     config: ModelConfig,
 }
@@ -80,9 +113,9 @@ impl Generator {
         Ok(Self {
             embed,
             fc: candle_nn::linear_no_bias(fc_in, 2 * w * BASE_SIDE * BASE_SIDE, vb.pp("fc"))?,
-            bn0: bn(2 * w, vb.pp("bn0"))?,
+            bn0: GenNorm::new(config, 2 * w, vb.pp("bn0"))?,
             deconv1: layers::conv_transpose2d_no_bias(2 * w, w, K, HALVE, vb.pp("deconv1"))?,
-            bn1: bn(w, vb.pp("bn1"))?,
+            bn1: GenNorm::new(config, w, vb.pp("bn1"))?,
             deconv2: layers::conv_transpose2d(w, 1, K, HALVE, vb.pp("deconv2"))?,
             config: *config,
         })
@@ -108,9 +141,9 @@ impl Generator {
             self.fc
                 .forward(&x)?
                 .reshape((b, 2 * self.config.gen_width, BASE_SIDE, BASE_SIDE))?;
-        let x = self.bn0.forward_act(&x, train, Activation::Relu)?;
+        let x = self.bn0.forward_act(&x, labels, train)?;
         let x = self.deconv1.forward(&x)?;
-        let x = self.bn1.forward_act(&x, train, Activation::Relu)?;
+        let x = self.bn1.forward_act(&x, labels, train)?;
         Ok(self.deconv2.forward(&x)?.tanh()?)
     }
 }

@@ -119,6 +119,143 @@ fn projection_adds_the_label_row_dotted_with_the_features() {
 }
 
 #[test]
+fn class_norm_gives_each_class_its_own_generator_affine() {
+    let cfg = ModelConfig {
+        class_norm: true,
+        ..ModelConfig::tiny()
+    };
+    let gan = Gan::new(cfg, 5, &cpu()).unwrap();
+    let var = |name: &str| {
+        gan.all_vars()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .unwrap()
+    };
+    let w = cfg.gen_width;
+    for (name, dims) in [
+        ("gen.bn0.weight", vec![10, 2 * w]),
+        ("gen.bn0.bias", vec![10, 2 * w]),
+        ("gen.bn0.running_mean", vec![2 * w]),
+        ("gen.bn1.weight", vec![10, w]),
+        ("gen.bn1.running_var", vec![w]),
+    ] {
+        assert_eq!(var(name).dims(), dims.as_slice(), "{name}");
+    }
+    // DCGAN init: every row of gamma near 1, beta 0.
+    assert!(
+        values(&var("gen.bn0.weight"))
+            .iter()
+            .all(|v| (v - 1.0).abs() < 0.2)
+    );
+    assert!(values(&var("gen.bn1.bias")).iter().all(|&v| v == 0.0));
+    let z = Tensor::randn(0f32, 1., (10, cfg.z_dim), &cpu()).unwrap();
+    let y = labels(10);
+    // The statistics are shared, the affine is not: a new shift for class 3 moves only the
+    // image labelled 3, with batch statistics as with running ones.
+    for train in [false, true] {
+        let before = gan.generator.forward_t(&z, &y, train).unwrap();
+        let bias = var("gen.bn1.bias");
+        let saved = bias.as_tensor().copy().unwrap();
+        let mut table = values(&saved);
+        table[3 * w..4 * w].iter_mut().for_each(|v| *v += 0.5);
+        bias.set(&Tensor::from_vec(table, (10, w), &cpu()).unwrap())
+            .unwrap();
+        let after = gan.generator.forward_t(&z, &y, train).unwrap();
+        bias.set(&saved).unwrap();
+        let pixels = 28 * 28;
+        let (before, after) = (values(&before), values(&after));
+        for i in 0..10 {
+            let d = before[i * pixels..(i + 1) * pixels]
+                .iter()
+                .zip(&after[i * pixels..(i + 1) * pixels])
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert_eq!(i == 3, d > 1e-4, "train {train}, image {i}: {d}");
+        }
+    }
+}
+
+#[test]
+fn class_batch_norm_matches_its_definition_in_value_and_gradient() {
+    use candle_nn::{VarBuilder, VarMap};
+    use cdcgan_model::kernels::Activation;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &cpu());
+    let (n, c, classes) = (6, 5, 4);
+    let norm = cdcgan_model::layers::class_batch_norm(classes, c, 1e-5, 0.1, vb).unwrap();
+    let vars = varmap.all_vars();
+    let table = |name: &str| {
+        let data = varmap.data().lock().unwrap();
+        data[name].clone()
+    };
+    let (gamma, beta) = (table("weight"), table("bias"));
+    gamma
+        .set(&Tensor::randn(1f32, 0.3, (classes, c), &cpu()).unwrap())
+        .unwrap();
+    beta.set(&Tensor::randn(0f32, 0.3, (classes, c), &cpu()).unwrap())
+        .unwrap();
+    assert_eq!(vars.len(), 4);
+    let x = Var::from_tensor(&Tensor::randn(0.5f32, 2., (n, c, 3, 3), &cpu()).unwrap()).unwrap();
+    let y = Tensor::new(&[0u32, 3, 3, 1, 2, 0], &cpu()).unwrap();
+    let probe = Tensor::randn(0f32, 1., (n, c, 3, 3), &cpu()).unwrap();
+
+    let out = norm
+        .forward_act(x.as_tensor(), &y, true, Activation::LeakyRelu(0.2))
+        .unwrap();
+    // The definition in stock candle ops: batch statistics over (n, h, w), biased variance.
+    let mean = x.as_tensor().mean_keepdim((0, 2, 3)).unwrap();
+    let centred = x.as_tensor().broadcast_sub(&mean).unwrap();
+    let var = centred.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+    let normed = centred
+        .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+        .unwrap();
+    let pick = |t: &Var| {
+        t.as_tensor()
+            .index_select(&y, 0)
+            .unwrap()
+            .reshape((n, c, 1, 1))
+            .unwrap()
+    };
+    let affine = normed
+        .broadcast_mul(&pick(&gamma))
+        .unwrap()
+        .broadcast_add(&pick(&beta))
+        .unwrap();
+    let reference = affine.maximum(&(&affine * 0.2).unwrap()).unwrap();
+
+    let ours = (&out * &probe)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let theirs = (&reference * &probe)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let close = |a: &Tensor, b: &Tensor, what: &str| {
+        let (a, b) = (values(a), values(b));
+        for (p, q) in a.iter().zip(&b) {
+            assert!(
+                (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                "{what}: {p} vs {q}"
+            );
+        }
+    };
+    close(&out, &reference, "value");
+    for (v, what) in [(&x, "dx"), (&gamma, "dgamma"), (&beta, "dbeta")] {
+        close(
+            ours.get(v.as_tensor()).unwrap(),
+            theirs.get(v.as_tensor()).unwrap(),
+            what,
+        );
+    }
+}
+
+#[test]
 fn init_is_seeded_and_follows_dcgan() {
     let a = Gan::new(ModelConfig::dcgan28(), 7, &cpu()).unwrap();
     let b = Gan::new(ModelConfig::dcgan28(), 7, &cpu()).unwrap();
