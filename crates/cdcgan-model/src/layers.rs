@@ -331,24 +331,18 @@ impl ClassBatchNorm {
         act: Activation,
     ) -> Result<Tensor> {
         let normed = self.norm.forward_act(x, train, Activation::Identity)?;
-        let (n, c) = (x.dim(0)?, x.dim(1)?);
-        let mut per_sample = vec![1usize; x.rank()];
-        (per_sample[0], per_sample[1]) = (n, c);
         let labels = labels.to_dtype(candle_core::DType::U32)?;
-        let gamma = self
-            .weight
-            .index_select(&labels, 0)?
-            .reshape(per_sample.as_slice())?;
+        // Table rows `[rows, c]` as `[rows, c, 1, ...]`, to broadcast over the positions.
+        let spread = |t: &Tensor| -> Result<Tensor> {
+            let mut dims = t.dims().to_vec();
+            dims.resize(x.rank(), 1);
+            t.reshape(dims)
+        };
+        let gamma = spread(&self.weight.index_select(&labels, 0)?)?;
         // The shift goes in with the activation, in one pass, as a per-class map.
         let mut per_class = x.dims().to_vec();
         per_class[0] = self.bias.dim(0)?;
-        let mut table = per_sample;
-        table[0] = per_class[0];
-        let beta = self
-            .bias
-            .reshape(table.as_slice())?
-            .broadcast_as(per_class.as_slice())?
-            .contiguous()?;
+        let beta = spread(&self.bias)?.broadcast_as(per_class)?.contiguous()?;
         kernels::gather_add_act(&normed.broadcast_mul(&gamma)?, &beta, &labels, act)
     }
 }
