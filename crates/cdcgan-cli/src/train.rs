@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use cdcgan_model::LabelInput;
-use cdcgan_train::{EpochReport, Observer, Outcome, Run, RunConfig, StepReport};
+use cdcgan_train::{EpochReport, Observer, Outcome, Run, RunConfig, StepReport, TrainConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -27,7 +27,8 @@ pub struct TrainArgs {
     /// --mode-seeking, --clip and --log-every may change from here on).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config"])]
     pub resume: Option<PathBuf>,
-    /// A TOML config file (see --print-config for every field).
+    /// A TOML config file (see --print-config for every field; `[[phase]]` tables change the
+    /// rates and loss knobs from a given epoch on, as in configs/shipped.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print the effective config as TOML and exit.
@@ -325,6 +326,14 @@ impl Display {
     }
 }
 
+impl Display {
+    /// A line on stderr above the bar; also when stderr is no terminal (a log file), where
+    /// the bar is hidden and its own `println` would drop the line.
+    fn say(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+}
+
 impl Observer for Display {
     fn on_step(&mut self, r: &StepReport) {
         self.bar.set_length(r.batches as u64);
@@ -347,7 +356,7 @@ impl Observer for Display {
             });
             println!("{line}");
         } else if !self.quiet {
-            self.bar.println(format!(
+            self.say(&format!(
                 "epoch {}/{}: d_loss {:.3} g_loss {:.3} D(x) {:.2} D(G(z)) {:.2}, {:.0} img/s, {:.0}s; {}",
                 r.epoch,
                 r.epochs,
@@ -361,6 +370,16 @@ impl Observer for Display {
             ));
         }
         self.bar.reset();
+    }
+
+    fn on_phase(&mut self, epoch: u32, t: &TrainConfig) {
+        if !self.quiet && !self.json {
+            self.say(&format!(
+                "epoch {epoch}: phase: lr_g {:e} lr_d {:e}, d_steps {}, label smoothing {}, \
+                 mode seeking {}, clip {}",
+                t.lr_g, t.lr_d, t.d_steps, t.label_smoothing, t.mode_seeking, t.clip
+            ));
+        }
     }
 
     fn should_stop(&mut self) -> bool {

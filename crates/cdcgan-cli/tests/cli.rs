@@ -170,6 +170,58 @@ fn config_file_and_flags_combine_in_print_config() {
 }
 
 #[test]
+fn the_shipped_recipe_is_one_config_file_with_phases() {
+    let recipe =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/shipped.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = recipe.to_str().unwrap();
+    let out = cdcgan(dir.path(), &["train", "--config", recipe, "--print-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cfg = cdcgan_train::RunConfig::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert!(cfg.model.projection);
+    assert_eq!(cfg.train.epochs, 19);
+    let phases: Vec<_> = cfg
+        .phases
+        .iter()
+        .map(|p| (p.from_epoch, p.lr, p.mode_seeking))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            (13, Some(5e-5), None),
+            (15, Some(2e-5), None),
+            (16, Some(5e-5), Some(0.5))
+        ]
+    );
+}
+
+#[test]
+fn a_phase_is_announced_and_epoch_lines_reach_a_log_file() {
+    let (dir, data) = workdir(48);
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[[phase]]\nfrom_epoch = 2\nlr = 1e-4\nmode_seeking = 0.5\n",
+    )
+    .unwrap();
+    // Not --quiet; stderr is a pipe here, as it is for `cdcgan train ... 2> log`.
+    let mut args = train_args(&data, "run", &["--config", "p.toml", "--epochs", "2"]);
+    args.retain(|a| *a != "--quiet");
+    let out = cdcgan(dir.path(), &args);
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    for line in [
+        "epoch 1/2: d_loss",
+        "epoch 2: phase: lr_g 1e-4 lr_d 1e-4",
+        "mode seeking 0.5",
+        "epoch 2/2: d_loss",
+    ] {
+        assert!(log.contains(line), "{line} missing from {log}");
+    }
+    let config = std::fs::read_to_string(dir.path().join("run/config.toml")).unwrap();
+    assert!(config.contains("[[phase]]\nfrom_epoch = 2"), "{config}");
+}
+
+#[test]
 fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
     let (dir, data) = workdir(160);
     let data = data.as_str();

@@ -106,21 +106,84 @@ impl TrainConfig {
     }
 }
 
-/// Everything that defines a run: the model and the training settings.
+/// A change of the training settings from one epoch on: a `[[phase]]` table of a config file.
+/// It may change what `cdcgan train --resume` may (the rates and the loss knobs); a field left
+/// out keeps its value. The shipped generator's recipe, a constant rate, two cuts, then a
+/// fine-tune with mode seeking, is three phases.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// The first epoch (counted from 1, as the progress shows it) trained with this change.
+    pub from_epoch: u32,
+    /// Both learning rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Generator learning rate (after `lr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_g: Option<f64>,
+    /// Discriminator learning rate (after `lr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_d: Option<f64>,
+    /// Discriminator steps per generator step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_steps: Option<u32>,
+    /// One-sided label smoothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
+    /// Weight of the mode-seeking term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_seeking: Option<f64>,
+    /// Weight clipping of D.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<f64>,
+}
+
+impl Phase {
+    /// `train` with this phase's changes.
+    pub fn apply(&self, train: TrainConfig) -> TrainConfig {
+        let mut t = train;
+        if let Some(lr) = self.lr {
+            (t.lr_g, t.lr_d) = (lr, lr);
+        }
+        t.lr_g = self.lr_g.unwrap_or(t.lr_g);
+        t.lr_d = self.lr_d.unwrap_or(t.lr_d);
+        t.d_steps = self.d_steps.unwrap_or(t.d_steps);
+        t.label_smoothing = self.label_smoothing.unwrap_or(t.label_smoothing);
+        t.mode_seeking = self.mode_seeking.unwrap_or(t.mode_seeking);
+        t.clip = self.clip.unwrap_or(t.clip);
+        t
+    }
+}
+
+/// Everything that defines a run: the model, the training settings and their schedule.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
     /// The architecture.
     pub model: ModelConfig,
-    /// The training settings.
+    /// The training settings (of the first epoch, then as the phases leave them).
     pub train: TrainConfig,
+    /// Changes of the settings at later epochs, in epoch order (`[[phase]]` in TOML).
+    #[serde(rename = "phase", skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
 }
 
 impl RunConfig {
-    /// Checks both parts.
+    /// Checks both parts and the schedule: phases in increasing epoch order from epoch 1,
+    /// each leaving valid settings.
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
-        self.train.validate()
+        self.train.validate()?;
+        validate_phases(&self.phases, self.train)
+    }
+
+    /// The settings in force after `train` enters `epoch` (counted from 1): those of the
+    /// phases starting there applied over it.
+    pub fn entering(&self, epoch: u32, train: TrainConfig) -> TrainConfig {
+        self.phases
+            .iter()
+            .filter(|p| p.from_epoch == epoch)
+            .fold(train, |t, p| p.apply(t))
     }
 
     /// The config as TOML.
@@ -133,6 +196,27 @@ impl RunConfig {
     pub fn from_toml(s: &str) -> Result<Self> {
         toml::from_str(s).map_err(|e| Error::Config(e.to_string()))
     }
+}
+
+/// Checks a schedule against the settings it starts from.
+pub(crate) fn validate_phases(phases: &[Phase], train: TrainConfig) -> Result<()> {
+    let mut t = train;
+    let mut last = 0;
+    for p in phases {
+        if p.from_epoch <= last {
+            return Err(Error::Config(format!(
+                "phase from_epoch {} must be at least 1 and after the previous phase's {last}",
+                p.from_epoch
+            )));
+        }
+        last = p.from_epoch;
+        t = p.apply(t);
+        t.validate().map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("phase from epoch {last}: {m}")),
+            e => e,
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -150,6 +234,26 @@ mod tests {
         assert_eq!(partial.train.epochs, 3);
         assert_eq!(partial.train.lr_g, 2e-4);
         assert!(RunConfig::from_toml("[train]\nepoch = 3\n").is_err());
+    }
+
+    #[test]
+    fn phases_round_trip_as_tables_and_apply_only_their_fields() {
+        let text = "[train]\nepochs = 19\n\n[[phase]]\nfrom_epoch = 13\nlr = 5e-5\n\n\
+                    [[phase]]\nfrom_epoch = 16\nlr_g = 1e-4\nmode_seeking = 0.5\n";
+        let c = RunConfig::from_toml(text).unwrap();
+        assert_eq!(c.phases.len(), 2);
+        c.validate().unwrap();
+        assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
+        assert!(c.to_toml().contains("[[phase]]"));
+        assert!(!RunConfig::default().to_toml().contains("phase"));
+
+        let t = c.entering(13, c.train);
+        assert_eq!((t.lr_g, t.lr_d, t.mode_seeking), (5e-5, 5e-5, 0.0));
+        let t = c.entering(16, t);
+        assert_eq!((t.lr_g, t.lr_d, t.mode_seeking), (1e-4, 5e-5, 0.5));
+        assert_eq!(t.batch_size, c.train.batch_size);
+        assert_eq!(c.entering(14, c.train), c.train);
+        assert!(RunConfig::from_toml("[[phase]]\nfrom_epoch = 2\nbatch_size = 8\n").is_err());
     }
 
     #[test]

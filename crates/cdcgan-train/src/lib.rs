@@ -17,6 +17,7 @@
 //!   clipping of D, then G with the non-saturating loss (plus, optionally, the mode-seeking
 //!   term over same-class pairs); losses by [`bce_with_logits`].
 //! - [`Run`]: a run directory; [`Run::resume`] continues bit-for-bit where it stopped.
+//! - [`RunConfig`]: model, settings and [`Phase`]s (settings changed from an epoch on).
 //! - [`Observer`]: progress callbacks; the library prints nothing.
 
 mod adam;
@@ -28,7 +29,7 @@ mod run;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig};
-pub use config::{RunConfig, TrainConfig};
+pub use config::{Phase, RunConfig, TrainConfig};
 pub use error::{Error, Result};
 pub use grid::{GRID_PAD, grid_image, save_png};
 pub use loss::bce_with_logits;

@@ -94,6 +94,8 @@ pub trait Observer {
     fn on_step(&mut self, _report: &StepReport) {}
     /// After every epoch, once its checkpoint and grid are written.
     fn on_epoch(&mut self, _report: &EpochReport) {}
+    /// When a `[[phase]]` of the config changes the settings, as `epoch` (from 1) starts.
+    fn on_phase(&mut self, _epoch: u32, _train: &TrainConfig) {}
     /// Asked after every step; `true` saves a checkpoint and ends [`Run::train`].
     fn should_stop(&mut self) -> bool {
         false
@@ -132,7 +134,10 @@ impl Run {
         let metrics = dir.join(METRICS_FILE);
         mnist_data::write_atomic(&metrics, format!("{METRICS_HEADER}\n").as_bytes())?;
         // Written last: its presence marks a run that can be resumed.
-        mnist_data::write_atomic(&dir.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+        mnist_data::write_atomic(
+            &dir.join(CONFIG_FILE),
+            trainer.config().to_toml().as_bytes(),
+        )?;
         Ok(Self {
             dir,
             trainer,
@@ -198,8 +203,7 @@ impl Run {
 
     /// Trains on `split` until the configured epochs are done or `observer` asks to stop.
     pub fn train(&mut self, split: &Split, observer: &mut dyn Observer) -> Result<Outcome> {
-        let cfg = *self.trainer.config();
-        let t = cfg.train;
+        let t = self.trainer.config().train;
         let device = self.trainer.device().clone();
         let batcher = Batcher::new(split, t.batch_size)?
             .seed(t.seed)
@@ -215,6 +219,15 @@ impl Run {
         let mut log = Interval::default();
         while self.trainer.position().epoch < t.epochs {
             let Position { epoch, batch, .. } = self.trainer.position();
+            if batch == 0 {
+                // A phase starts with its epoch; a run stopped inside one resumes under it.
+                let now = self.trainer.config().train;
+                let next = self.trainer.config().entering(epoch + 1, now);
+                if next != now {
+                    self.trainer.retune(next)?;
+                    observer.on_phase(epoch + 1, &next);
+                }
+            }
             let started = Instant::now();
             let mut epoch_sum = Interval::default();
             for (i, item) in batcher.epoch_from(u64::from(epoch), batch).enumerate() {

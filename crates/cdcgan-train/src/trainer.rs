@@ -16,6 +16,7 @@ use crate::loss::bce_with_logits;
 pub const META_TRAIN: &str = "cdcgan.train";
 /// Metadata key of the checkpoint kind (`training` or `generator`).
 pub const META_KIND: &str = "cdcgan.kind";
+const META_PHASES: &str = "cdcgan.phases";
 const META_POSITION: &str = "cdcgan.position";
 const META_RNG: &str = "cdcgan.rng";
 const META_EMA_UPDATES: &str = "cdcgan.ema_updates";
@@ -123,9 +124,15 @@ impl Trainer {
         };
         let train = serde_json::from_str(meta(META_TRAIN)?)
             .map_err(|e| err(format!("training config: {e}")))?;
+        // Checkpoints of runs without a schedule carry none.
+        let phases = match ckpt.metadata.get(META_PHASES) {
+            Some(s) => serde_json::from_str(s).map_err(|e| err(format!("phases: {e}")))?,
+            None => Vec::new(),
+        };
         let config = RunConfig {
             model: *ckpt.config(),
             train,
+            phases,
         };
         let mut this = Self::new(config, device)?;
         this.gan.import(ckpt, "")?;
@@ -160,6 +167,9 @@ impl Trainer {
         let m = &mut ckpt.metadata;
         m.insert(META_KIND.into(), "training".into());
         m.insert(META_TRAIN.into(), json(&self.config.train));
+        if !self.config.phases.is_empty() {
+            m.insert(META_PHASES.into(), json(&self.config.phases));
+        }
         m.insert(META_POSITION.into(), json(&self.position));
         m.insert(META_RNG.into(), json(&save_rng(&self.rng)));
         m.insert(META_EMA_UPDATES.into(), self.ema_updates.to_string());

@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::Device;
 use cdcgan_model::Checkpoint;
-use cdcgan_train::{Error, Observer, Outcome, Run, StepReport, latest_state};
+use cdcgan_train::{Error, Observer, Outcome, Phase, Run, StepReport, TrainConfig, latest_state};
 use common::{contents, patterns, tiny};
 
 /// Stops after a given number of steps.
@@ -140,11 +140,11 @@ fn mode_seeking_changes_the_weights_and_resumes_exactly() {
     let data = patterns(30);
     let mut cfg = tiny(2, 7); // odd batches: three pairs and one unpaired fake
     cfg.train.mode_seeking = 1.0;
-    let want = trained(cfg, &data);
+    let want = trained(cfg.clone(), &data);
     assert!(want.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
 
     let dir = tempfile::tempdir().unwrap();
-    let mut run = Run::create(dir.path(), cfg, &Device::Cpu).unwrap();
+    let mut run = Run::create(dir.path(), cfg.clone(), &Device::Cpu).unwrap();
     run.train(&data, &mut StopAt(6)).unwrap();
     drop(run);
     Run::resume(dir.path(), &Device::Cpu)
@@ -239,7 +239,7 @@ fn a_non_finite_parameter_stops_training_and_keeps_the_last_good_checkpoint() {
     var.set(&candle_core::Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
         .unwrap();
     let mut train = run.trainer().config().train;
-    let wider = cdcgan_train::TrainConfig {
+    let wider = TrainConfig {
         batch_size: train.batch_size + 1,
         ..train
     };
@@ -261,4 +261,89 @@ fn a_non_finite_parameter_stops_training_and_keeps_the_last_good_checkpoint() {
     // Nothing was written over the good state.
     assert_eq!(latest_state(dir.path()).unwrap().unwrap(), good);
     assert_eq!(final_state(dir.path()), before);
+}
+
+/// Records the phases entered.
+#[derive(Default)]
+struct Phases(Vec<(u32, TrainConfig)>);
+
+impl Observer for Phases {
+    fn on_phase(&mut self, epoch: u32, train: &TrainConfig) {
+        self.0.push((epoch, *train));
+    }
+}
+
+#[test]
+fn a_phase_is_the_same_as_resuming_with_the_new_settings_and_resumes_exactly() {
+    let data = patterns(40);
+    // Epoch 1 as configured; from epoch 2 a lower rate and mode seeking (5 steps per epoch).
+    let mut by_hand = tiny(1, 8);
+    let dir = tempfile::tempdir().unwrap();
+    Run::create(dir.path(), by_hand.clone(), &Device::Cpu)
+        .unwrap()
+        .train(&data, &mut ())
+        .unwrap();
+    let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
+    by_hand.train.epochs = 3;
+    by_hand.train.lr_g = 5e-5;
+    by_hand.train.lr_d = 5e-5;
+    by_hand.train.mode_seeking = 0.5;
+    run.retune(by_hand.train).unwrap();
+    run.train(&data, &mut ()).unwrap();
+    let want = final_state(dir.path());
+
+    let mut phased = tiny(3, 8);
+    phased.phases = vec![Phase {
+        from_epoch: 2,
+        lr: Some(5e-5),
+        mode_seeking: Some(0.5),
+        ..Phase::default()
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::create(dir.path(), phased.clone(), &Device::Cpu).unwrap();
+    let mut seen = Phases::default();
+    run.train(&data, &mut seen).unwrap();
+    assert_eq!(final_state(dir.path()), want);
+    assert_eq!(seen.0, vec![(2, by_hand.train)]);
+    assert_eq!(run.trainer().config().train, by_hand.train);
+    assert_eq!(run.trainer().config().phases, phased.phases);
+
+    // Stopped before the phase starts (after epoch 1), inside it (step 7), and resumed.
+    for stop in [5, 7] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = Run::create(dir.path(), phased.clone(), &Device::Cpu).unwrap();
+        run.train(&data, &mut StopAt(stop)).unwrap();
+        drop(run);
+        let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!(
+            run.trainer().config().phases,
+            phased.phases,
+            "stop at {stop}"
+        );
+        let mut seen = Phases::default();
+        run.train(&data, &mut seen).unwrap();
+        assert_eq!(final_state(dir.path()), want, "stop at {stop}");
+        // Entered once: after the stop at the epoch's start, not again inside it.
+        assert_eq!(seen.0.len(), usize::from(stop == 5), "stop at {stop}");
+    }
+}
+
+#[test]
+fn a_schedule_out_of_order_or_with_a_bad_value_is_refused() {
+    let phase = |from_epoch, mode_seeking| Phase {
+        from_epoch,
+        mode_seeking: Some(mode_seeking),
+        ..Phase::default()
+    };
+    let mut cfg = tiny(3, 8);
+    for (phases, wanted) in [
+        (vec![phase(0, 0.5)], "from_epoch 0"),
+        (vec![phase(3, 0.5), phase(2, 0.5)], "after the previous"),
+        (vec![phase(2, -1.0)], "phase from epoch 2: mode_seeking"),
+    ] {
+        cfg.phases = phases;
+        let dir = tempfile::tempdir().unwrap();
+        let err = Run::create(dir.path(), cfg.clone(), &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains(wanted), "{err}");
+    }
 }

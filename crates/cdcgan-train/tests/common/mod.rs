@@ -49,6 +49,7 @@ pub fn tiny(epochs: u32, batch_size: usize) -> RunConfig {
             seed: 11,
             ..TrainConfig::default()
         },
+        phases: Vec::new(),
     }
 }
 
