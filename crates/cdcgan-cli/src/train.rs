@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use cdcgan_model::LabelInput;
-use cdcgan_train::{EpochReport, Observer, Outcome, Run, RunConfig, StepReport, TrainConfig};
+use cdcgan_train::{
+    EpochReport, Observer, Outcome, Phase, Run, RunConfig, StepReport, TrainConfig,
+};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -209,23 +211,21 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
                 );
             }
             let mut run = Run::resume(dir, &dev)?;
-            let mut t = run.trainer().config().train;
-            macro_rules! keep_or_set {
-                ($($field:ident),*) => { $(if let Some(v) = args.$field { t.$field = v; })* };
-            }
-            if let Some(lr) = args.lr {
-                (t.lr_g, t.lr_d) = (lr, lr);
-            }
-            keep_or_set!(
-                epochs,
-                lr_g,
-                lr_d,
-                d_steps,
-                label_smoothing,
-                mode_seeking,
-                clip,
-                log_every
-            );
+            // What may change on resume is what a phase may change, plus the length and the
+            // log interval.
+            let change = Phase {
+                from_epoch: run.trainer().position().epoch + 1,
+                lr: args.lr,
+                lr_g: args.lr_g,
+                lr_d: args.lr_d,
+                d_steps: args.d_steps,
+                label_smoothing: args.label_smoothing,
+                mode_seeking: args.mode_seeking,
+                clip: args.clip,
+            };
+            let mut t = change.apply(run.trainer().config().train);
+            t.epochs = args.epochs.unwrap_or(t.epochs);
+            t.log_every = args.log_every.unwrap_or(t.log_every);
             if t != run.trainer().config().train {
                 run.retune(t)?;
             }
