@@ -324,9 +324,7 @@ impl Display {
             stop,
         }
     }
-}
 
-impl Display {
     /// A line on stderr above the bar; also when stderr is no terminal (a log file), where
     /// the bar is hidden and its own `println` would drop the line.
     fn say(&self, line: &str) {

@@ -199,7 +199,7 @@ impl RunConfig {
 }
 
 /// Checks a schedule against the settings it starts from.
-pub(crate) fn validate_phases(phases: &[Phase], train: TrainConfig) -> Result<()> {
+fn validate_phases(phases: &[Phase], train: TrainConfig) -> Result<()> {
     let mut t = train;
     let mut last = 0;
     for p in phases {
