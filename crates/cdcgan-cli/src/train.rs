@@ -18,7 +18,8 @@ use crate::generate::write_gif;
 /// Flags of `cdcgan train`; every knob of the config file has one, and a flag wins over the file.
 #[derive(Args, Debug, Default)]
 pub struct TrainArgs {
-    /// MNIST directory (else $MNIST_DIR, else data/mnist).
+    /// MNIST directory (else $MNIST_DIR, else data/mnist; a resumed run reads the directory it
+    /// was started with, recorded in RUN_DIR/data-source.toml).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Run directory to create.
@@ -111,7 +112,8 @@ pub struct TrainArgs {
     /// off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
     pub class_norm: Option<bool>,
-    /// Use at most this many training images (quick experiments and tests).
+    /// Use at most this many training images (quick experiments and tests; a resumed run
+    /// keeps the limit it was started with).
     #[arg(long, value_name = "N", help_heading = "Data")]
     pub limit: Option<usize>,
 }
@@ -178,6 +180,38 @@ impl TrainArgs {
     }
 }
 
+/// Where a run's training data came from, kept in `RUN_DIR/data-source.toml` so that
+/// `--resume` finds it again from any working directory.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct DataSource {
+    /// The MNIST directory, absolute.
+    dir: Option<PathBuf>,
+    /// `--limit`, if one was given.
+    limit: Option<usize>,
+}
+
+impl DataSource {
+    const FILE: &str = "data-source.toml";
+
+    /// The recorded source of the run in `run_dir`, if it has one.
+    fn read(run_dir: &Path) -> Result<Option<Self>> {
+        let path = run_dir.join(Self::FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let source = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        Ok(Some(source))
+    }
+
+    fn write(&self, run_dir: &Path) -> Result<()> {
+        let text = toml::to_string(self).context("cannot write the data source as TOML")?;
+        mnist_data::write_atomic(&run_dir.join(Self::FILE), text.as_bytes())?;
+        Ok(())
+    }
+}
+
 /// Whether training ended or was interrupted (exit code 130).
 pub enum Ended {
     /// All epochs done.
@@ -233,11 +267,23 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
         }
         None => Run::create(&args.out, args.effective_config()?, &dev)?,
     };
-    let mnist = crate::load_mnist(args.data.as_deref())?;
-    let split = match args.limit {
+    // A resumed run reads the data it was started on unless told otherwise; `bind_data`
+    // refuses other data before any work is done.
+    let recorded = DataSource::read(run.dir())?.unwrap_or_default();
+    let data = args.data.clone().or(recorded.dir);
+    let limit = args.limit.or(recorded.limit);
+    let mnist = crate::load_mnist(data.as_deref())?;
+    let split = match limit {
         Some(n) => mnist.train.take(n),
         None => mnist.train,
     };
+    run.bind_data(&split)?;
+    let dir = mnist_data::resolve_dir(data.as_deref());
+    DataSource {
+        dir: Some(std::fs::canonicalize(&dir).unwrap_or(dir)),
+        limit,
+    }
+    .write(run.dir())?;
 
     let stop = Arc::new(AtomicBool::new(false));
     {

@@ -263,8 +263,9 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
         assert!(out.status.success(), "{ckpt}: {}", stderr(&out));
     }
 
-    // Interrupted with SIGINT, then resumed to the end.
-    let args = train_args(data, "run2", &["--epochs", "400"]);
+    // Interrupted with SIGINT, then resumed to the end. Started on a relative --data and a
+    // --limit, which the resume below, from another directory, does not repeat.
+    let args = train_args("data", "run2", &["--epochs", "400", "--limit", "150"]);
     let child = Command::new(env!("CARGO_BIN_EXE_cdcgan"))
         .current_dir(dir.path())
         .args(&args)
@@ -293,15 +294,31 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
     assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
     assert!(!dir.path().join("run2/progress.gif").exists());
 
-    // Resumed, and shortened so the test ends: it finishes with every epoch's grid.
+    // Other data than the run's is refused before any training...
     let out = cdcgan(
         dir.path(),
         &[
-            "train", "--resume", "run2", "--data", data, "--epochs", "3", "--quiet",
+            "train", "--resume", "run2", "--limit", "100", "--epochs", "3",
         ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("trained on other data (150 examples"),
+        "{}",
+        stderr(&out)
+    );
+    // ...and the run's own is found again from anywhere. Resumed, and shortened so the test
+    // ends: it finishes with every epoch's grid.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let out = cdcgan(
+        &elsewhere,
+        &["train", "--resume", "../run2", "--epochs", "3", "--quiet"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let run2 = dir.path().join("run2");
+    let source = std::fs::read_to_string(run2.join("data-source.toml")).unwrap();
+    assert!(source.contains("limit = 150"), "{source}");
     assert!(run2.join("progress.gif").is_file() && run2.join("losses.png").is_file());
     assert!(run2.join("samples/epoch-001.png").is_file());
     let config = std::fs::read_to_string(run2.join("config.toml")).unwrap();

@@ -57,6 +57,20 @@ pub enum Error {
     /// A new run was asked for in a directory that already holds one.
     #[error("{}: already holds a run; resume it or choose another directory", .0.display())]
     RunExists(PathBuf),
+    /// The run was trained on other data than the split given to continue it.
+    #[error(
+        "{}: this run was trained on other data ({recorded}) than given now ({given}); \
+         resume it with the data it was trained on",
+        dir.display()
+    )]
+    DataChanged {
+        /// The run directory.
+        dir: PathBuf,
+        /// The identity recorded in the run's `data.txt`.
+        recorded: String,
+        /// The identity of the split given.
+        given: String,
+    },
     /// The training split is smaller than one batch.
     #[error("the training set ({len} examples) is smaller than one batch ({batch_size})")]
     TooLittleData {

@@ -33,5 +33,5 @@ pub use config::{Phase, RunConfig, TrainConfig};
 pub use error::{Error, Result};
 pub use grid::{GRID_PAD, grid_image, save_png};
 pub use loss::bce_with_logits;
-pub use run::{EpochReport, Observer, Outcome, Run, StepReport, latest_state};
+pub use run::{EpochReport, Observer, Outcome, Run, StepReport, data_identity, latest_state};
 pub use trainer::{META_KIND, META_TRAIN, Position, StepStats, Trainer};

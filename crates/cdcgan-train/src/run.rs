@@ -8,6 +8,7 @@
 //!   checkpoints/state-00000469.safetensors   full training state (the last two are kept)
 //!   checkpoints/latest              name of the newest complete state file
 //!   checkpoints/gen-epoch-001.safetensors    generator alone (EMA when on), one per epoch
+//!   data.txt                        size and hash of the training split it is trained on
 //!   lock                            pid of the process training here (an OS file lock)
 //! ```
 //!
@@ -36,6 +37,7 @@ const METRICS_FILE: &str = "metrics.csv";
 const METRICS_HEADER: &str = "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec";
 const LATEST: &str = "latest";
 const LOCK_FILE: &str = "lock";
+const DATA_FILE: &str = "data.txt";
 /// Full-state checkpoints kept (the newest and the one before it).
 const KEEP_STATES: usize = 2;
 
@@ -201,8 +203,32 @@ impl Run {
         &self.trainer
     }
 
+    /// Binds the run to its training data: records [`data_identity`] of `split` in
+    /// `data.txt` the first time, and refuses a split that differs from the recorded one
+    /// afterwards, since resuming on other data would not continue the run exactly.
+    /// [`Run::train`] calls it; call it first to check the data before anything else.
+    pub fn bind_data(&self, split: &Split) -> Result<()> {
+        let path = self.dir.join(DATA_FILE);
+        let given = data_identity(split);
+        match fs::read_to_string(&path) {
+            Ok(recorded) if recorded.trim() == given => Ok(()),
+            Ok(recorded) => Err(Error::DataChanged {
+                dir: self.dir.clone(),
+                recorded: recorded.trim().to_owned(),
+                given,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(mnist_data::write_atomic(
+                &path,
+                format!("{given}\n").as_bytes(),
+            )?),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
     /// Trains on `split` until the configured epochs are done or `observer` asks to stop.
+    /// Refuses a split other than the one the run was trained on so far ([`Run::bind_data`]).
     pub fn train(&mut self, split: &Split, observer: &mut dyn Observer) -> Result<Outcome> {
+        self.bind_data(split)?;
         let t = self.trainer.config().train;
         let device = self.trainer.device().clone();
         let batcher = Batcher::new(split, t.batch_size)?
@@ -422,6 +448,21 @@ fn lock_run(dir: &Path) -> Result<fs::File> {
     file.write_all(format!("{}\n", std::process::id()).as_bytes())
         .map_err(io)?;
     Ok(file)
+}
+
+/// What identifies a training split: its size and the SHA-256 of its labels and pixels (the
+/// first 16 hex digits), e.g. `60000 examples, sha256 2f0c5e17a4b3d9e8`.
+pub fn data_identity(split: &Split) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(split.labels())
+        .chain_update(split.pixels())
+        .finalize();
+    format!(
+        "{} examples, sha256 {}",
+        split.len(),
+        &hex::encode(digest)[..16]
+    )
 }
 
 /// Removes `.NAME.PID.tmp` files (from [`mnist_data::write_atomic`]) left in `dir` by a

@@ -204,6 +204,35 @@ fn a_second_process_is_refused_and_the_lock_dies_with_its_owner() {
 }
 
 #[test]
+fn a_run_is_bound_to_its_data_and_refuses_to_resume_on_other_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = patterns(40);
+    let mut run = Run::create(dir.path(), tiny(2, 8), &Device::Cpu).unwrap();
+    run.train(&data, &mut StopAt(3)).unwrap();
+    drop(run);
+    let recorded = std::fs::read_to_string(dir.path().join("data.txt")).unwrap();
+    assert_eq!(recorded.trim(), cdcgan_train::data_identity(&data));
+    assert!(recorded.starts_with("40 examples, sha256 "), "{recorded}");
+
+    let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
+    // Fewer examples, or as many with one label changed: both are other data.
+    let mut labels = data.labels().to_vec();
+    labels[7] = (labels[7] + 1) % 10;
+    let relabelled = mnist_data::Split::new(data.pixels().to_vec(), labels).unwrap();
+    for other in [data.take(32), relabelled] {
+        let err = run.train(&other, &mut ()).unwrap_err();
+        assert!(matches!(err, Error::DataChanged { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("40 examples") && msg.contains("trained on"),
+            "{msg}"
+        );
+        assert_eq!(run.trainer().position().step, 3, "nothing was trained");
+    }
+    assert_eq!(run.train(&data, &mut ()).unwrap(), Outcome::Finished);
+}
+
+#[test]
 fn resume_starts_over_before_the_first_checkpoint_and_clears_temporaries() {
     let dir = tempfile::tempdir().unwrap();
     drop(Run::create(dir.path(), tiny(1, 8), &Device::Cpu).unwrap());
