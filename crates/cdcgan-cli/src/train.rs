@@ -112,6 +112,10 @@ pub struct TrainArgs {
     /// off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
     pub class_norm: Option<bool>,
+    /// D's last layer also sees the batch's feature spread (minibatch standard deviation;
+    /// `--minibatch-std false` turns a config's off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
+    pub minibatch_std: Option<bool>,
     /// Use at most this many training images (quick experiments and tests; a resumed run
     /// keeps the limit it was started with).
     #[arg(long, value_name = "N", help_heading = "Data")]
@@ -174,6 +178,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.class_norm {
             m.class_norm = v;
+        }
+        if let Some(v) = self.minibatch_std {
+            m.minibatch_std = v;
         }
         c.validate()?;
         Ok(c)

@@ -36,6 +36,10 @@ pub struct ModelConfig {
     /// G's BatchNorms take their scale and shift from the label (class-conditional
     /// BatchNorm): their `weight` and `bias` are `[10, channels]` tables.
     pub class_norm: bool,
+    /// D's last layer also sees the minibatch standard deviation (Karras et al. 2018): the
+    /// std over the batch of each `conv2` feature, averaged, as one more input of `fc`, so D
+    /// can tell a batch short of variety from a real one.
+    pub minibatch_std: bool,
 }
 
 impl Default for ModelConfig {
@@ -54,6 +58,7 @@ impl ModelConfig {
             label_input: LabelInput::OneHot,
             projection: false,
             class_norm: false,
+            minibatch_std: false,
         }
     }
 
@@ -66,6 +71,7 @@ impl ModelConfig {
             label_input: LabelInput::OneHot,
             projection: false,
             class_norm: false,
+            minibatch_std: false,
         }
     }
 
@@ -116,6 +122,7 @@ impl ModelConfig {
             + 2 * d * d * 16
             + 4 * 2 * d
             + 2 * d * side2
+            + usize::from(self.minibatch_std)
             + 1;
         generator + discriminator
     }
@@ -166,12 +173,17 @@ mod tests {
             class_norm: true,
             ..ModelConfig::tiny()
         };
+        let minibatch_std = ModelConfig {
+            minibatch_std: true,
+            ..ModelConfig::tiny()
+        };
         for c in [
             ModelConfig::dcgan28(),
             ModelConfig::tiny(),
             embedding,
             projection,
             class_norm,
+            minibatch_std,
         ] {
             let gan = crate::Gan::new(c, 0, &candle_core::Device::Cpu).unwrap();
             let n: usize = gan.all_vars().iter().map(|(_, v)| v.elem_count()).sum();

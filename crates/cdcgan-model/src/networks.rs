@@ -84,6 +84,17 @@ const HALVE: ConvConfig = ConvConfig {
     padding: 1,
 };
 
+/// The minibatch standard deviation of features `h [b, f]` as one more feature `[b, 1]`:
+/// `mean_f sqrt(var_batch(h[:, f]) + 1e-8)`, the same for every example of the batch.
+fn minibatch_std(h: &Tensor) -> Result<Tensor> {
+    let b = h.dim(0)?;
+    let centred = h.broadcast_sub(&h.mean_keepdim(0)?)?;
+    let std = (centred.sqr()?.mean_keepdim(0)? + 1e-8)?
+        .sqrt()?
+        .mean_all()?;
+    Ok(std.reshape((1, 1))?.broadcast_as((b, 1))?)
+}
+
 /// G(z, y): noise and a class label to a 28x28 image in `[-1, 1]`.
 #[derive(Debug, Clone)]
 pub struct Generator {
@@ -185,7 +196,7 @@ impl Discriminator {
             conv1: layers::conv2d(1 + config.label_planes(), w, K, HALVE, vb.pp("conv1"))?,
             conv2: layers::conv2d_no_bias(w, 2 * w, K, HALVE, vb.pp("conv2"))?,
             bn2: bn(2 * w, vb.pp("bn2"))?,
-            fc: candle_nn::linear(features, 1, vb.pp("fc"))?,
+            fc: candle_nn::linear(features + usize::from(config.minibatch_std), 1, vb.pp("fc"))?,
             config: *config,
         })
     }
@@ -219,7 +230,9 @@ impl Discriminator {
     /// The first layer sees the image stacked with label planes. Its response to the label
     /// planes depends on the class alone, so it is computed once per class (a batch of ten)
     /// and gathered by label: exactly `conv1(cat(x, planes))` without building the planes.
-    /// With `projection`, the logit adds the label's row of `proj` dotted with the features.
+    /// With `projection`, the logit adds the label's row of `proj` dotted with the features;
+    /// with `minibatch_std`, `fc` also sees the batch's feature spread, so the logits of a
+    /// batch depend on the whole batch (as BatchNorm's already do in training mode).
     pub fn forward_t(&self, x: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
         let labels = labels.to_dtype(DType::U32)?;
         let w = self.conv1.weight();
@@ -242,7 +255,13 @@ impl Discriminator {
             .bn2
             .forward_act(&self.conv2.forward(&h)?, train, LEAKY)?
             .flatten_from(1)?;
-        let logit = self.fc.forward(&h)?.squeeze(1)?;
+        let logit = if self.config.minibatch_std {
+            self.fc
+                .forward(&Tensor::cat(&[&h, &minibatch_std(&h)?], 1)?)?
+        } else {
+            self.fc.forward(&h)?
+        }
+        .squeeze(1)?;
         Ok(match &self.proj {
             Some(proj) => (logit + (proj.forward(&labels)? * &h)?.sum(1)?)?,
             None => logit,
@@ -270,6 +289,17 @@ impl Discriminator {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn minibatch_std_is_the_mean_feature_std_for_every_example() {
+        // Feature 0: 0, 2 (std 1); feature 1: 2, 6 (std 2); mean 1.5.
+        let h = Tensor::new(&[[0f32, 2.], [2., 6.]], &Device::Cpu).unwrap();
+        let s = minibatch_std(&h).unwrap();
+        assert_eq!(s.dims(), &[2, 1]);
+        for v in s.flatten_all().unwrap().to_vec1::<f32>().unwrap() {
+            assert!((v - 1.5).abs() < 1e-6, "{v}");
+        }
+    }
 
     #[test]
     fn one_hot_rows() {

@@ -119,6 +119,54 @@ fn projection_adds_the_label_row_dotted_with_the_features() {
 }
 
 #[test]
+fn minibatch_std_makes_each_logit_depend_on_the_rest_of_the_batch() {
+    let x = Tensor::randn(0f32, 1., (10, 1, 28, 28), &cpu())
+        .unwrap()
+        .tanh()
+        .unwrap();
+    // The same batch with image 9 replaced.
+    let other = Tensor::cat(
+        &[
+            x.narrow(0, 0, 9).unwrap(),
+            Tensor::zeros((1, 1, 28, 28), DType::F32, &cpu()).unwrap(),
+        ],
+        0,
+    )
+    .unwrap();
+    let y = labels(10);
+    for minibatch_std in [false, true] {
+        let cfg = ModelConfig {
+            minibatch_std,
+            ..ModelConfig::tiny()
+        };
+        let gan = Gan::new(cfg, 5, &cpu()).unwrap();
+        let fc = gan
+            .all_vars()
+            .into_iter()
+            .find(|(n, _)| n == "disc.fc.weight")
+            .map(|(_, v)| v)
+            .unwrap();
+        let features = 2 * cfg.disc_width * 7 * 7;
+        let inputs = features + usize::from(minibatch_std);
+        assert_eq!(fc.dims(), &[1, inputs]);
+        // A large weight on the last input (the minibatch std when on) makes its effect plain.
+        let mut w = values(fc.as_tensor());
+        w[inputs - 1] = 100.0;
+        fc.set(&Tensor::from_vec(w, (1, inputs), &cpu()).unwrap())
+            .unwrap();
+        // In eval mode BatchNorm uses its running statistics: only the minibatch std ties
+        // image 0's logit to image 9.
+        let d = |x: &Tensor| values(&gan.discriminator.forward_t(x, &y, false).unwrap())[0];
+        let (a, b) = (d(&x), d(&other));
+        if minibatch_std {
+            assert!((a - b).abs() > 1e-4, "{a} vs {b}");
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
 fn class_norm_gives_each_class_its_own_generator_affine() {
     let cfg = ModelConfig {
         class_norm: true,
