@@ -17,6 +17,15 @@ fn values(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// The variable `name` of `gan` (a parameter or a BatchNorm statistic).
+fn var(gan: &Gan, name: &str) -> Var {
+    gan.all_vars()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no variable {name}"))
+}
+
 #[test]
 fn dcgan28_tensor_names_and_shapes_follow_the_spec() {
     let gan = Gan::new(ModelConfig::dcgan28(), 0, &cpu()).unwrap();
@@ -84,12 +93,7 @@ fn projection_adds_the_label_row_dotted_with_the_features() {
         ..ModelConfig::tiny()
     };
     let projected = Gan::new(cfg, 5, &cpu()).unwrap();
-    let proj = projected
-        .all_vars()
-        .into_iter()
-        .find(|(n, _)| n == "disc.proj.weight")
-        .map(|(_, v)| v)
-        .unwrap();
+    let proj = var(&projected, "disc.proj.weight");
     let features = 2 * cfg.disc_width * 7 * 7;
     assert_eq!(proj.dims(), &[10, features]);
     assert_eq!(projected.params(Net::Discriminator).len(), 8);
@@ -140,12 +144,7 @@ fn minibatch_std_makes_each_logit_depend_on_the_rest_of_the_batch() {
             ..ModelConfig::tiny()
         };
         let gan = Gan::new(cfg, 5, &cpu()).unwrap();
-        let fc = gan
-            .all_vars()
-            .into_iter()
-            .find(|(n, _)| n == "disc.fc.weight")
-            .map(|(_, v)| v)
-            .unwrap();
+        let fc = var(&gan, "disc.fc.weight");
         let features = 2 * cfg.disc_width * 7 * 7;
         let inputs = features + usize::from(minibatch_std);
         assert_eq!(fc.dims(), &[1, inputs]);
@@ -173,13 +172,6 @@ fn class_norm_gives_each_class_its_own_generator_affine() {
         ..ModelConfig::tiny()
     };
     let gan = Gan::new(cfg, 5, &cpu()).unwrap();
-    let var = |name: &str| {
-        gan.all_vars()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .unwrap()
-    };
     let w = cfg.gen_width;
     for (name, dims) in [
         ("gen.bn0.weight", vec![10, 2 * w]),
@@ -188,22 +180,22 @@ fn class_norm_gives_each_class_its_own_generator_affine() {
         ("gen.bn1.weight", vec![10, w]),
         ("gen.bn1.running_var", vec![w]),
     ] {
-        assert_eq!(var(name).dims(), dims.as_slice(), "{name}");
+        assert_eq!(var(&gan, name).dims(), dims.as_slice(), "{name}");
     }
     // DCGAN init: every row of gamma near 1, beta 0.
     assert!(
-        values(&var("gen.bn0.weight"))
+        values(&var(&gan, "gen.bn0.weight"))
             .iter()
             .all(|v| (v - 1.0).abs() < 0.2)
     );
-    assert!(values(&var("gen.bn1.bias")).iter().all(|&v| v == 0.0));
+    assert!(values(&var(&gan, "gen.bn1.bias")).iter().all(|&v| v == 0.0));
     let z = Tensor::randn(0f32, 1., (10, cfg.z_dim), &cpu()).unwrap();
     let y = labels(10);
     // The statistics are shared, the affine is not: a new shift for class 3 moves only the
     // image labelled 3, with batch statistics as with running ones.
     for train in [false, true] {
         let before = gan.generator.forward_t(&z, &y, train).unwrap();
-        let bias = var("gen.bn1.bias");
+        let bias = var(&gan, "gen.bn1.bias");
         let saved = bias.as_tensor().copy().unwrap();
         let mut table = values(&saved);
         table[3 * w..4 * w].iter_mut().for_each(|v| *v += 0.5);
@@ -338,15 +330,7 @@ fn init_is_seeded_and_follows_dcgan() {
 #[test]
 fn batchnorm_train_updates_running_stats_and_eval_uses_them() {
     let gan = Gan::new(ModelConfig::tiny(), 1, &cpu()).unwrap();
-    let running = |name: &str| {
-        let vars = gan.all_vars();
-        values(
-            vars.iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_tensor())
-                .unwrap(),
-        )
-    };
+    let running = |name: &str| values(&var(&gan, name));
     let z = Tensor::randn(0f32, 1., (16, 8), &cpu()).unwrap();
     let eval1 = values(&gan.generator.forward_t(&z, &labels(16), false).unwrap());
     assert_eq!(running("gen.bn0.running_mean"), vec![0.0; 8]);
