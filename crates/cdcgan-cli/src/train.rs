@@ -16,6 +16,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::generate::write_gif;
 
 /// Flags of `cdcgan train`; every knob of the config file has one, and a flag wins over the file.
+///
+/// Flags that set what a run keeps for life (the model, the optimiser's shape, the seed)
+/// conflict with `--resume`, so clap refuses them there, naming the one given.
 #[derive(Args, Debug, Default)]
 pub struct TrainArgs {
     /// MNIST directory (else $MNIST_DIR, else data/mnist; a resumed run reads the directory it
@@ -48,7 +51,7 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Training")]
     pub epochs: Option<u32>,
     /// Examples per batch.
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
     pub batch_size: Option<usize>,
     /// Learning rate of both networks (see --lr-g, --lr-d).
     #[arg(long, help_heading = "Training")]
@@ -60,13 +63,13 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Training")]
     pub lr_d: Option<f64>,
     /// Adam beta1.
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
     pub beta1: Option<f64>,
     /// Adam beta2.
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
     pub beta2: Option<f64>,
     /// Adam epsilon.
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
     pub eps: Option<f64>,
     /// Discriminator steps per generator step.
     #[arg(long, help_heading = "Training")]
@@ -81,40 +84,40 @@ pub struct TrainArgs {
     #[arg(long, value_name = "C", help_heading = "Training")]
     pub clip: Option<f64>,
     /// EMA decay of the generator's weights (0 = off).
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
     pub ema_decay: Option<f64>,
     /// Seed of initialisation, noise and data order.
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
     pub seed: Option<u64>,
     /// Steps between metrics.csv rows.
     #[arg(long, help_heading = "Training")]
     pub log_every: Option<u64>,
     /// Columns of the per-epoch sample grid.
-    #[arg(long, help_heading = "Training")]
+    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
     pub grid_per_class: Option<usize>,
 
     /// Noise size.
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, help_heading = "Model", conflicts_with = "resume")]
     pub z_dim: Option<usize>,
     /// Generator base width (channels of its last hidden layer).
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, help_heading = "Model", conflicts_with = "resume")]
     pub gen_width: Option<usize>,
     /// Discriminator base width (channels of its first layer).
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, help_heading = "Model", conflicts_with = "resume")]
     pub disc_width: Option<usize>,
     /// How labels enter the networks: one-hot or embedding.
-    #[arg(long, value_parser = ["one-hot", "embedding"], help_heading = "Model")]
+    #[arg(long, value_parser = ["one-hot", "embedding"], help_heading = "Model", conflicts_with = "resume")]
     pub label_input: Option<String>,
     /// D also scores the label by projection (`--projection false` turns a config's off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
     pub projection: Option<bool>,
     /// G's BatchNorms take a scale and shift per class (`--class-norm false` turns a config's
     /// off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
     pub class_norm: Option<bool>,
     /// D's last layer also sees the batch's feature spread (minibatch standard deviation;
     /// `--minibatch-std false` turns a config's off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
     pub minibatch_std: Option<bool>,
     /// Use at most this many training images (quick experiments and tests; a resumed run
     /// keeps the limit it was started with).
@@ -236,21 +239,9 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
     let dev = Device::Cpu;
     let mut run = match &args.resume {
         Some(dir) => {
-            // The run's own config is used; the schedule and the loss knobs may change.
-            let mut probe = args.effective_config()?;
-            let defaults = RunConfig::default();
-            let d = defaults.train;
-            let t = &mut probe.train;
-            (t.epochs, t.lr_g, t.lr_d, t.d_steps) = (d.epochs, d.lr_g, d.lr_d, d.d_steps);
-            (t.label_smoothing, t.mode_seeking) = (d.label_smoothing, d.mode_seeking);
-            (t.clip, t.log_every) = (d.clip, d.log_every);
-            if probe != defaults {
-                bail!(
-                    "--resume continues the run with its saved config; only --epochs, the \
-                     learning rates (--lr, --lr-g, --lr-d), --d-steps, --label-smoothing, \
-                     --mode-seeking, --clip and --log-every may be given"
-                );
-            }
+            // The run's own config is used (clap refuses the flags that
+            // would change it);
+            // the schedule and the loss knobs may change.
             let mut run = Run::resume(dir, &dev)?;
             // What may change on resume is what a phase may change, plus the length and the
             // log interval.

@@ -353,15 +353,17 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
     ] {
         assert!(config.contains(line), "{line} missing from {config}");
     }
-    // ...but not what fixes the saved state or the data order.
-    let out = cdcgan(
-        dir.path(),
-        &["train", "--resume", "run2", "--data", data, "--seed", "4"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("only --epochs, the learning rates"),
-        "{}",
-        stderr(&out)
-    );
+    // ...but not what fixes the saved state or the data order: the usage error names the flag.
+    for flag in [
+        ["--seed", "4"],
+        ["--gen-width", "64"],
+        ["--projection", "false"],
+    ] {
+        let mut args = vec!["train", "--resume", "run2", "--data", data, "--lr", "1e-4"];
+        args.extend(flag);
+        let out = cdcgan(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{flag:?}");
+        let msg = format!("'--resume <RUN_DIR>' cannot be used with '{} ", flag[0]);
+        assert!(stderr(&out).contains(&msg), "{}", stderr(&out));
+    }
 }
