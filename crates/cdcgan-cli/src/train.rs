@@ -239,9 +239,8 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
     let dev = Device::Cpu;
     let mut run = match &args.resume {
         Some(dir) => {
-            // The run's own config is used (clap refuses the flags that
-            // would change it);
-            // the schedule and the loss knobs may change.
+            // The run's own config is used (clap refuses the flags that would change it); the
+            // schedule and the loss knobs may change.
             let mut run = Run::resume(dir, &dev)?;
             // What may change on resume is what a phase may change, plus the length and the
             // log interval.
