@@ -257,6 +257,20 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
             let mut t = change.apply(run.trainer().config().train);
             t.epochs = args.epochs.unwrap_or(t.epochs);
             t.log_every = args.log_every.unwrap_or(t.log_every);
+            let done = run.trainer().position().epoch;
+            if done >= t.epochs {
+                // Nothing to train: say so rather than load the data for no step, and leave
+                // the run's files (config.toml included) as they are.
+                if !args.quiet {
+                    eprintln!(
+                        "{} has completed {done} epochs: nothing to train; `--epochs {}` \
+                         would continue it",
+                        dir.display(),
+                        done + 1
+                    );
+                }
+                return Ok(Ended::Finished);
+            }
             if t != run.trainer().config().train {
                 run.retune(t)?;
             }

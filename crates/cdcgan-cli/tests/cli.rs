@@ -366,4 +366,16 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
         let msg = format!("'--resume <RUN_DIR>' cannot be used with '{} ", flag[0]);
         assert!(stderr(&out).contains(&msg), "{}", stderr(&out));
     }
+    // A complete run has nothing to train: said, and its files are left alone.
+    let out = cdcgan(dir.path(), &["train", "--resume", "run2", "--epochs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has completed 4 epochs: nothing to train; `--epochs 5`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(run2.join("config.toml")).unwrap(),
+        config
+    );
 }
