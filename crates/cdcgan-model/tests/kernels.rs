@@ -133,14 +133,50 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// 4x4 kernels, stride 2, padding 1 and at least 16 channels each side: the shapes the
+    /// Winograd kernels take (`dcgan28`'s deconv1 and conv2), odd and even sides.
+    #[test]
+    fn winograd_shapes_match_candle(
+        n in 1usize..4,
+        small in 16usize..20,
+        large in 16usize..24,
+        h in 2usize..16,
+        w in 2usize..16,
+        seed in any::<u64>(),
+    ) {
+        // candle's conv2d backward needs both sides to leave the same remainder (see above).
+        let w = if (h + w) % 2 == 0 { w } else { w + 1 };
+        let x = seeded(seed, &[n, small, h, w]);
+        let wt = seeded(seed + 1, &[large, small, 4, 4]);
+        let ours = run(|x, w| kernels::conv2d(x, w, 2, 1), &x, &wt, seed);
+        let stock = run(|x, w| x.conv2d(w, 1, 2, 1, 1), &x, &wt, seed);
+        for (what, a, b) in [("forward", &ours.0, &stock.0), ("input grad", &ours.1, &stock.1), ("weight grad", &ours.2, &stock.2)] {
+            prop_assert!(rel_err(a, b) < 1e-4, "conv2d {what}: n {n} {small}->{large} {h}x{w}");
+        }
+        // The transposed conv of the conv's output shape back to [n, small, h', w'].
+        let y = seeded(seed + 2, &[n, large, h / 2, w / 2]);
+        let ours = run(|x, w| kernels::conv_transpose2d(x, w, 2, 1, 0), &y, &wt, seed);
+        let stock = run(|x, w| x.conv_transpose2d(w, 1, 0, 2, 1), &y, &wt, seed);
+        for (what, a, b) in [("forward", &ours.0, &stock.0), ("input grad", &ours.1, &stock.1), ("weight grad", &ours.2, &stock.2)] {
+            prop_assert!(rel_err(a, b) < 1e-4, "conv_transpose2d {what}: n {n} {large}->{small} {h}x{w}");
+        }
+    }
+}
+
 /// Central differences of `loss = Σ f(x, w) · r` for every element of `x` and `w`.
 ///
 /// A convolution is linear in each argument, so the difference quotient is exact up to
 /// rounding whatever the step: this checks the gradients independently of candle.
-fn finite_difference_check(f: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>) {
-    // Non-square, with sides that leave different remainders under stride 2.
-    let x = seeded(7, &[2, 3, 6, 5]);
-    let w = seeded(8, &[3, 2, 3, 3]);
+fn finite_difference_check(
+    x_shape: &[usize],
+    w_shape: &[usize],
+    f: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+) {
+    let x = seeded(7, x_shape);
+    let w = seeded(8, w_shape);
     let (y, dx, dw) = run(&f, &x, &w, 9);
     let r = seeded(9 ^ 0xabcd, y.dims());
     let loss = |x: &Tensor, w: &Tensor| -> f32 {
@@ -174,8 +210,9 @@ fn finite_difference_check(f: impl Fn(&Tensor, &Tensor) -> candle_core::Result<T
 
 #[test]
 fn conv2d_gradients_match_finite_differences() {
-    // The weight [3, 2, 3, 3] is [out, in, k, k]: two input channels, so x is cut to two.
-    finite_difference_check(|x, w| {
+    // Non-square, with sides that leave different remainders under stride 2. The weight
+    // [3, 2, 3, 3] is [out, in, k, k]: two input channels, so x is cut to two.
+    finite_difference_check(&[2, 3, 6, 5], &[3, 2, 3, 3], |x, w| {
         let x = x.narrow(1, 0, 2)?;
         kernels::conv2d(&x, w, 2, 1)
     });
@@ -184,7 +221,20 @@ fn conv2d_gradients_match_finite_differences() {
 #[test]
 fn conv_transpose2d_gradients_match_finite_differences() {
     // x [2, 3, 6, 5] with weight [3 in, 2 out, 3, 3], stride 2, padding 1, output padding 1.
-    finite_difference_check(|x, w| kernels::conv_transpose2d(x, w, 2, 1, 1));
+    finite_difference_check(&[2, 3, 6, 5], &[3, 2, 3, 3], |x, w| {
+        kernels::conv_transpose2d(x, w, 2, 1, 1)
+    });
+}
+
+#[test]
+fn winograd_gradients_match_finite_differences() {
+    // 4x4, stride 2, padding 1, 16 channels a side: the Winograd kernels, odd and even sides.
+    finite_difference_check(&[1, 16, 6, 5], &[16, 16, 4, 4], |x, w| {
+        kernels::conv2d(x, w, 2, 1)
+    });
+    finite_difference_check(&[1, 16, 3, 4], &[16, 16, 4, 4], |x, w| {
+        kernels::conv_transpose2d(x, w, 2, 1, 1)
+    });
 }
 
 #[test]

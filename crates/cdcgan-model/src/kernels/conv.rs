@@ -1,4 +1,5 @@
-//! Convolution and transposed convolution: im2col / col2im around one gemm per chunk.
+//! Convolution and transposed convolution: im2col / col2im around one gemm per chunk, or
+//! Winograd F(4x4, 2x2) for the 4x4 stride-2 padding-1 shapes of `dcgan28` ([`winograd`]).
 
 use std::cell::RefCell;
 
@@ -6,6 +7,8 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::{CResult, contiguous_f32, dims4, fast_path, split};
+
+mod winograd;
 
 /// Columns (output positions of all images in a chunk) a gemm call aims for.
 const TARGET_COLUMNS: usize = 512;
@@ -348,6 +351,33 @@ fn unpack(src: &[f32], imgs: usize, c: usize, p: usize, dst: &mut [f32]) {
 
 /// `y [n, co, ho, wo] = conv(x [n, ci, h, w], w [co, ci, k, k])`.
 fn conv_forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
+    if winograd::applies(g) {
+        winograd::forward(g, x, wt)
+    } else {
+        im2col_forward(g, x, wt)
+    }
+}
+
+/// The input gradient of a convolution, the forward pass of a transposed one.
+fn conv_data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
+    if winograd::applies(g) {
+        winograd::data(g, y, wt)
+    } else {
+        im2col_data(g, y, wt)
+    }
+}
+
+/// The weight gradient of a convolution.
+fn conv_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if winograd::applies(g) {
+        winograd::weight(g, x, dy)
+    } else {
+        im2col_weight(g, x, dy)
+    }
+}
+
+/// [`conv_forward`] by im2col and one gemm per chunk of images.
+fn im2col_forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; g.n * g.out_size()];
     if y.is_empty() {
         return y;
@@ -382,9 +412,9 @@ fn conv_forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
     y
 }
 
-/// `x [n, ci, h, w] = convᵀ(y [n, co, ho, wo], w [co, ci, k, k])`: the input gradient of a
-/// convolution, and the forward pass of a transposed one.
-fn conv_data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
+/// `x [n, ci, h, w] = convᵀ(y [n, co, ho, wo], w [co, ci, k, k])` by one gemm per chunk and
+/// col2im.
+fn im2col_data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
     let mut x = vec![0f32; g.n * g.in_size()];
     if x.is_empty() {
         return x;
@@ -425,7 +455,7 @@ fn conv_data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
 }
 
 /// `dw [co, ci, k, k] = Σ_images dy [co, ho·wo] · im2col(x)ᵀ`.
-fn conv_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+fn im2col_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (rows, p, chunk) = (g.rows(), g.positions(), g.chunk());
     let size = g.co * rows;
     if g.n == 0 || size == 0 {

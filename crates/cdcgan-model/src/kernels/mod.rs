@@ -24,7 +24,10 @@
 //!
 //! Each works on a chunk of images at once (columns of several images side by side) so the
 //! gemm is large enough to run near peak, and splits the batch across rayon's threads.
-//! Scratch buffers are thread-local and reused between calls.
+//! Scratch buffers are thread-local and reused between calls. Convolutions with a 4x4
+//! kernel, stride 2, padding 1 and at least 16 channels a side (`dcgan28`'s deconv1 and conv2)
+//! take Winograd F(4x4, 2x2) instead of im2col in all three kernels: about half the
+//! multiply-adds.
 //!
 //! [`batch_norm`] normalises with batch or running statistics and applies the following
 //! activation in the same pass; its backward is two passes over the batch.
