@@ -496,12 +496,17 @@ fn im2col_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             dw
         })
         .collect();
-    let mut parts = partial.into_iter();
-    let mut dw = parts.next().unwrap_or_else(|| vec![0f32; size]);
+    sum_parts(partial, size)
+}
+
+/// The element-wise sum of the threads' partial results (`size` zeros if there are none).
+fn sum_parts(parts: Vec<Vec<f32>>, size: usize) -> Vec<f32> {
+    let mut parts = parts.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; size]);
     for part in parts {
-        dw.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+        sum.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
     }
-    dw
+    sum
 }
 
 /// Convolution forward as a custom op: `(x, w) -> y`.

@@ -19,7 +19,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{Geometry, Mat, gemm, split};
+use super::{Geometry, Mat, gemm, split, sum_parts};
 
 /// Kernel transform `G` for the transform points 0, 1, -1, 2 and infinity (Lavin and Gray's
 /// construction); the input and output transforms `Bᵀ` and `Aᵀ` are written out in
@@ -440,6 +440,18 @@ fn correlate(
         });
 }
 
+/// The 2x2 kernel between output channel `o` and polyphase plane `p = 4c + 2py + px`: taps
+/// `w[o][c][2a + py][2b + px]`, turned by 180 degrees if `flip` (for the adjoint).
+fn phase_kernel(g: &Geometry, wt: &[f32], o: usize, p: usize, flip: bool) -> [[f32; 2]; 2] {
+    let (c, py, px) = phase(p);
+    let base = (o * g.ci + c) * 16;
+    let tap = |a: usize, b: usize| {
+        let (a, b) = if flip { (1 - a, 1 - b) } else { (a, b) };
+        wt[base + (2 * a + py) * 4 + 2 * b + px]
+    };
+    [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]
+}
+
 /// `y [n, co, ho, wo] = conv(x [n, ci, h, w], w [co, ci, 4, 4])`, stride 2, padding 1.
 pub(super) fn forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
     let plan = Plan {
@@ -448,13 +460,7 @@ pub(super) fn forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
         oh: g.ho,
         ow: g.wo,
     };
-    // Kernel of input plane 4c + 2py + px: taps w[o][c][2a + py][2b + px].
-    let u = transform_kernels(&plan, |o, p| {
-        let (c, py, px) = phase(p);
-        let base = (o * g.ci + c) * 16;
-        let tap = |a: usize, b: usize| wt[base + (2 * a + py) * 4 + 2 * b + px];
-        [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]
-    });
+    let u = transform_kernels(&plan, |o, p| phase_kernel(g, wt, o, p, false));
     let mut y = vec![0f32; g.n * g.out_size()];
     correlate(
         &plan,
@@ -479,13 +485,8 @@ pub(super) fn data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
         oh: g.ho + 1,
         ow: g.wo + 1,
     };
-    // Output plane 4c + 2py + px from input channel o: the flipped taps of `forward`.
-    let u = transform_kernels(&plan, |p, o| {
-        let (c, py, px) = phase(p);
-        let base = (o * g.ci + c) * 16;
-        let tap = |a: usize, b: usize| wt[base + (2 * (1 - a) + py) * 4 + 2 * (1 - b) + px];
-        [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]
-    });
+    // Output plane p from input channel o: the flipped kernels of `forward`.
+    let u = transform_kernels(&plan, |p, o| phase_kernel(g, wt, o, p, true));
     let mut x = vec![0f32; g.n * g.in_size()];
     correlate(
         &plan,
@@ -587,11 +588,7 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             du
         })
         .collect();
-    let mut parts = partial.into_iter();
-    let mut du = parts.next().unwrap_or_else(|| vec![0f32; size]);
-    for part in parts {
-        du.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
-    }
+    let du = sum_parts(partial, size);
     // Back to 2x2 kernels (Gᵀ · dU · G) and to the 4x4 layout.
     dw.par_chunks_mut(g.ci * 16)
         .zip(du.par_chunks(POINTS * cin))
