@@ -165,6 +165,64 @@ fn gather<const R: usize, const C: usize>(
     d
 }
 
+/// Defines `$name`, which runs `$body` compiled for AVX2 where the CPU has it (a lane array
+/// is then one register instead of two SSE halves) and for the baseline target elsewhere.
+macro_rules! with_avx2 {
+    ($(#[$meta:meta])* fn $name:ident = $body:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$meta])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn wide($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, the only feature `wide` is compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+with_avx2! {
+    /// [`transform_inputs_body`].
+    fn transform_inputs = transform_inputs_body(
+        plan: &Plan,
+        source: Source,
+        imgs: &[f32],
+        img_size: usize,
+        count: usize,
+        staged: &mut [f32],
+        v: &mut [f32],
+    )
+}
+
+with_avx2! {
+    /// [`transform_outputs_body`].
+    fn transform_outputs = transform_outputs_body(
+        plan: &Plan,
+        sink: Sink,
+        m: &[f32],
+        count: usize,
+        out: &mut [f32],
+        dst_size: usize,
+    )
+}
+
+with_avx2! {
+    /// [`transform_grads_body`].
+    fn transform_grads = transform_grads_body(
+        plan: &Plan,
+        dy: &[f32],
+        count: usize,
+        staged: &mut [f32],
+        z: &mut [f32],
+    )
+}
+
 /// Whether the Winograd kernels compute this convolution.
 pub(super) fn applies(g: &Geometry) -> bool {
     g.k == 4 && g.stride == 2 && g.padding == 1 && g.ci.min(g.co) >= MIN_CHANNELS
@@ -308,8 +366,8 @@ fn with_scratch<R>(
 
 /// Transforms the input planes of `count` images into `v [25][cin][tiles·lanes]`, column
 /// `t·lanes + j` for tile `t` of image `j` (`lanes`: `count` rounded up to [`LANES`]).
-#[allow(clippy::too_many_arguments)]
-fn transform_inputs(
+#[inline(always)]
+fn transform_inputs_body(
     plan: &Plan,
     source: Source,
     imgs: &[f32],
@@ -406,38 +464,55 @@ fn correlate(
                         );
                     }
                     let out = &mut dst[start * dst_size..(start + count) * dst_size];
-                    for o in 0..cout {
-                        for t in 0..tiles {
-                            let (y0, x0) = plan.corner(t);
-                            let targets: [[Option<usize>; 4]; 4] = std::array::from_fn(|a| {
-                                std::array::from_fn(|b| {
-                                    let (oy, ox) = (y0 + a, x0 + b);
-                                    (oy < plan.oh && ox < plan.ow)
-                                        .then(|| sink.target(o, oy, ox))
-                                        .flatten()
-                                })
-                            });
-                            for j0 in (0..lanes).step_by(LANES) {
-                                let mm: [[Lane; 5]; 5] = gather(m, |a, b| {
-                                    ((a * 5 + b) * cout + o) * cols + t * lanes + j0
-                                });
-                                let y = both_axes(&mm, at_1d);
-                                let live = LANES.min(count - j0);
-                                for (row, trow) in y.iter().zip(&targets) {
-                                    for (val, target) in row.iter().zip(trow) {
-                                        if let Some(at) = *target {
-                                            for (l, v) in val.iter().enumerate().take(live) {
-                                                out[(j0 + l) * dst_size + at] = *v;
-                                            }
-                                        }
-                                    }
-                                }
+                    transform_outputs(plan, sink, m, count, out, dst_size);
+                }
+            })
+        });
+}
+
+/// Takes the products `m [25][cout][tiles·lanes]` of `count` images back to output tiles
+/// (`Aᵀ · m · A`) and writes them to `out [count][dst_size]` through `sink`.
+#[inline(always)]
+fn transform_outputs_body(
+    plan: &Plan,
+    sink: Sink,
+    m: &[f32],
+    count: usize,
+    out: &mut [f32],
+    dst_size: usize,
+) {
+    let (cout, tiles) = (plan.cout, plan.tiles());
+    let lanes = count.next_multiple_of(LANES);
+    let cols = tiles * lanes;
+    for o in 0..cout {
+        for t in 0..tiles {
+            let (y0, x0) = plan.corner(t);
+            let mut targets = [[None; 4]; 4];
+            for (a, row) in targets.iter_mut().enumerate() {
+                for (b, target) in row.iter_mut().enumerate() {
+                    let (oy, ox) = (y0 + a, x0 + b);
+                    if oy < plan.oh && ox < plan.ow {
+                        *target = sink.target(o, oy, ox);
+                    }
+                }
+            }
+            for j0 in (0..lanes).step_by(LANES) {
+                let mm: [[Lane; 5]; 5] =
+                    gather(m, |a, b| ((a * 5 + b) * cout + o) * cols + t * lanes + j0);
+                let y = both_axes(&mm, at_1d);
+                let live = LANES.min(count - j0);
+                for (row, trow) in y.iter().zip(&targets) {
+                    for (val, target) in row.iter().zip(trow) {
+                        if let Some(at) = *target {
+                            for (l, v) in val.iter().enumerate().take(live) {
+                                out[(j0 + l) * dst_size + at] = *v;
                             }
                         }
                     }
                 }
-            })
-        });
+            }
+        }
+    }
 }
 
 /// The 2x2 kernel between output channel `o` and polyphase plane `p = 4c + 2py + px`: taps
@@ -504,7 +579,8 @@ pub(super) fn data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
 
 /// Transforms the output-gradient tiles of `count` images, `dy [count][cout, oh, ow]`, into
 /// `z [25][cout][tiles·lanes]` (`A · dy · Aᵀ`, the adjoint of the output transform).
-fn transform_grads(plan: &Plan, dy: &[f32], count: usize, staged: &mut [f32], z: &mut [f32]) {
+#[inline(always)]
+fn transform_grads_body(plan: &Plan, dy: &[f32], count: usize, staged: &mut [f32], z: &mut [f32]) {
     let (oh, ow, cout, tiles) = (plan.oh, plan.ow, plan.cout, plan.tiles());
     let qw = 4 * plan.tiles_x();
     let lanes = count.next_multiple_of(LANES);
