@@ -17,7 +17,7 @@
 //!
 //! - [`ModelConfig`]: the `dcgan28` knobs (z size, widths, label input) and a tiny variant.
 //! - [`Generator`], [`Discriminator`]: the networks; [`Gan`]: both with their parameters.
-//! - [`kernels`], [`layers`]: fast CPU convolutions (im2col + gemm) with backward passes.
+//! - [`kernels`], [`layers`]: fast CPU convolutions (Winograd, im2col + gemm), backward passes too.
 //! - [`Checkpoint`]: safetensors with the config in the metadata, PyTorch-compatible names.
 
 mod checkpoint;
