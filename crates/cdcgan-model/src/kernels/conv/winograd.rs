@@ -23,7 +23,8 @@ use super::{Geometry, Mat, gemm, split, sum_parts};
 
 /// Kernel transform `G` for the transform points 0, 1, -1, 2 and infinity (Lavin and Gray's
 /// construction); the input and output transforms `Bᵀ` and `Aᵀ` are written out in
-/// [`bt_1d`] and [`at_1d`], and kept as matrices in the tests.
+/// [`bt_1d`] and [`at_1d`], and kept as matrices in the tests, which check one against the
+/// other.
 const G: [[f32; 2]; 5] = [
     [0.5, 0.],
     [-0.5, -0.5],
@@ -76,7 +77,7 @@ fn sandwich<const R: usize, const K: usize>(l: &[[f32; K]; R], m: &[[f32; K]; K]
     out
 }
 
-/// `Bᵀ · d` along one axis, lane by lane (the rows of [`BT`] written out).
+/// `Bᵀ · d` along one axis, lane by lane (the rows of `Bᵀ` written out).
 #[inline(always)]
 fn bt_1d(d: &[Lane; 5]) -> [Lane; 5] {
     let mut r = [[0f32; LANES]; 5];
@@ -91,7 +92,7 @@ fn bt_1d(d: &[Lane; 5]) -> [Lane; 5] {
     r
 }
 
-/// `Aᵀ · m` along one axis, lane by lane (the rows of [`AT`]).
+/// `Aᵀ · m` along one axis, lane by lane (the rows of `Aᵀ`).
 #[inline(always)]
 fn at_1d(m: &[Lane; 5]) -> [Lane; 4] {
     let mut r = [[0f32; LANES]; 4];
@@ -106,7 +107,7 @@ fn at_1d(m: &[Lane; 5]) -> [Lane; 4] {
     r
 }
 
-/// `A · d` along one axis, lane by lane (the rows of [`A`]): the adjoint of [`at_1d`].
+/// `A · d` along one axis, lane by lane (the rows of `A`): the adjoint of [`at_1d`].
 #[inline(always)]
 fn a_1d(d: &[Lane; 4]) -> [Lane; 5] {
     let mut r = [[0f32; LANES]; 5];
@@ -334,9 +335,10 @@ impl Sink {
 /// Scratch sizes of one chunk: staged planes, transformed inputs, transform-domain outputs.
 fn scratch_sizes(plan: &Plan, chunk: usize) -> (usize, usize, usize) {
     let (ph, pw) = plan.plane();
-    let cols = plan.tiles() * chunk.next_multiple_of(LANES);
+    let lanes = chunk.next_multiple_of(LANES);
+    let cols = plan.tiles() * lanes;
     (
-        ph * pw * chunk.next_multiple_of(LANES),
+        ph * pw * lanes,
         POINTS * plan.cin * cols,
         POINTS * plan.cout * cols,
     )
@@ -636,10 +638,9 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             let imgs = x.len() / in_size;
             // du [cout][25][cin], as the kernels' transform.
             let mut du = vec![0f32; size];
-            let (staged_len, v_len, _) = scratch_sizes(&plan, chunk);
-            // z needs 25·cout·cols; staged also holds dy's 4·tiles-wide planes (smaller).
-            let z_len = POINTS * cout * tiles * chunk.next_multiple_of(LANES);
-            with_scratch((staged_len, v_len, z_len), |staged, v, z| {
+            // The third buffer holds z (25·cout·cols, as the products of `correlate`); the
+            // staged planes also hold dy's 4·tiles-wide planes, which are smaller.
+            with_scratch(scratch_sizes(&plan, chunk), |staged, v, z| {
                 for start in (0..imgs).step_by(chunk) {
                     let count = chunk.min(imgs - start);
                     let cols = tiles * count.next_multiple_of(LANES);
