@@ -21,19 +21,6 @@ use rayon::prelude::*;
 
 use super::{Geometry, Mat, gemm, split, sum_parts};
 
-/// Kernel transform `G` for the transform points 0, 1, -1, 2 and infinity (Lavin and Gray's
-/// construction); the input and output transforms `Bᵀ` and `Aᵀ` are written out in
-/// [`bt_1d`] and [`at_1d`], and kept as matrices in the tests, which check one against the
-/// other.
-const G: [[f32; 2]; 5] = [
-    [0.5, 0.],
-    [-0.5, -0.5],
-    [-1. / 6., 1. / 6.],
-    [1. / 6., 1. / 3.],
-    [0., 1.],
-];
-const GT: [[f32; 5]; 2] = transpose(G);
-
 /// Transform points per tile (5x5).
 const POINTS: usize = 25;
 /// Tiles (columns of each gemm) a chunk of images aims for.
@@ -43,39 +30,6 @@ const MIN_CHANNELS: usize = 16;
 /// Images whose tiles the transforms handle together, one per SIMD lane.
 const LANES: usize = 8;
 type Lane = [f32; LANES];
-
-const fn transpose<const R: usize, const C: usize>(m: [[f32; C]; R]) -> [[f32; R]; C] {
-    let mut t = [[0f32; R]; C];
-    let mut i = 0;
-    while i < R {
-        let mut j = 0;
-        while j < C {
-            t[j][i] = m[i][j];
-            j += 1;
-        }
-        i += 1;
-    }
-    t
-}
-
-/// `l · m · lᵀ` for `l [R][K]` and `m [K][K]` (per kernel: the kernel transforms).
-fn sandwich<const R: usize, const K: usize>(l: &[[f32; K]; R], m: &[[f32; K]; K]) -> [[f32; R]; R] {
-    let mut t = [[0f32; K]; R];
-    for (ti, li) in t.iter_mut().zip(l) {
-        for (a, la) in li.iter().enumerate() {
-            for (tb, mb) in ti.iter_mut().zip(&m[a]) {
-                *tb += la * mb;
-            }
-        }
-    }
-    let mut out = [[0f32; R]; R];
-    for (oi, ti) in out.iter_mut().zip(&t) {
-        for (o, lj) in oi.iter_mut().zip(l) {
-            *o = ti.iter().zip(lj).map(|(a, b)| a * b).sum();
-        }
-    }
-    out
-}
 
 /// `Bᵀ · d` along one axis, lane by lane (the rows of `Bᵀ` written out).
 #[inline(always)]
@@ -119,6 +73,35 @@ fn a_1d(d: &[Lane; 4]) -> [Lane; 5] {
         r[2][l] = even - odd;
         r[3][l] = d0 + 2.0 * d1 + 4.0 * d2 + 8.0 * d3;
         r[4][l] = d3;
+    }
+    r
+}
+
+/// `G · g` along one axis, lane by lane: the kernel transform for the transform points 0, 1,
+/// -1, 2 and infinity (Lavin and Gray's construction; the rows of `G` written out).
+#[inline(always)]
+fn g_1d(g: &[Lane; 2]) -> [Lane; 5] {
+    let mut r = [[0f32; LANES]; 5];
+    for l in 0..LANES {
+        let (g0, g1) = (g[0][l], g[1][l]);
+        r[0][l] = 0.5 * g0;
+        r[1][l] = -0.5 * (g0 + g1);
+        r[2][l] = (g1 - g0) * (1.0 / 6.0);
+        r[3][l] = g0 * (1.0 / 6.0) + g1 * (1.0 / 3.0);
+        r[4][l] = g1;
+    }
+    r
+}
+
+/// `Gᵀ · m` along one axis, lane by lane: the adjoint of [`g_1d`], which takes a gradient in
+/// the transform domain back to 2x2 kernels.
+#[inline(always)]
+fn gt_1d(m: &[Lane; 5]) -> [Lane; 2] {
+    let mut r = [[0f32; LANES]; 2];
+    for l in 0..LANES {
+        let (m0, m1, m2, m3, m4) = (m[0][l], m[1][l], m[2][l], m[3][l], m[4][l]);
+        r[0][l] = 0.5 * (m0 - m1) + (m3 - m2) * (1.0 / 6.0);
+        r[1][l] = (m2 + 2.0 * m3) * (1.0 / 6.0) - 0.5 * m1 + m4;
     }
     r
 }
@@ -222,6 +205,23 @@ with_avx2! {
         staged: &mut [f32],
         z: &mut [f32],
     )
+}
+
+with_avx2! {
+    /// [`transform_kernel_row_body`].
+    fn transform_kernel_row = transform_kernel_row_body(
+        plan: &Plan,
+        g: &Geometry,
+        wt: &[f32],
+        flip: bool,
+        o: usize,
+        u: &mut [f32],
+    )
+}
+
+with_avx2! {
+    /// [`untransform_kernel_grads_body`].
+    fn untransform_kernel_grads = untransform_kernel_grads_body(cin: usize, du: &[f32], dw: &mut [f32])
 }
 
 /// Whether the Winograd kernels compute this convolution.
@@ -402,23 +402,73 @@ fn transform_inputs_body(
     }
 }
 
-/// `u [cout][25][cin]` from 2x2 kernels `kernel(o, i) -> [[f32; 2]; 2]`.
-fn transform_kernels(
-    plan: &Plan,
-    kernel: impl Fn(usize, usize) -> [[f32; 2]; 2] + Sync,
-) -> Vec<f32> {
-    let cin = plan.cin;
-    let mut u = vec![0f32; plan.cout * POINTS * cin];
-    u.par_chunks_mut(POINTS * cin)
+/// `u [cout][25][cin]`, the transformed 2x2 kernels of `wt`: row `o` holds the kernels from
+/// every input plane `i` to output plane `o`, which are [`phase_kernel`]`(o, i)` for the
+/// forward correlation and `(i, o)` turned by 180 degrees (`flip`) for its adjoint.
+fn transform_kernels(plan: &Plan, g: &Geometry, wt: &[f32], flip: bool) -> Vec<f32> {
+    let mut u = vec![0f32; plan.cout * POINTS * plan.cin];
+    u.par_chunks_mut(POINTS * plan.cin)
         .enumerate()
-        .for_each(|(o, u)| {
-            for i in 0..cin {
-                for (xi, val) in sandwich(&G, &kernel(o, i)).iter().flatten().enumerate() {
-                    u[xi * cin + i] = *val;
+        .for_each(|(o, u)| transform_kernel_row(plan, g, wt, flip, o, u));
+    u
+}
+
+/// Row `o` of [`transform_kernels`] (`G · k · Gᵀ` for each kernel), [`LANES`] kernels at a
+/// time.
+#[inline(always)]
+fn transform_kernel_row_body(
+    plan: &Plan,
+    g: &Geometry,
+    wt: &[f32],
+    flip: bool,
+    o: usize,
+    u: &mut [f32],
+) {
+    let cin = plan.cin;
+    for i0 in (0..cin).step_by(LANES) {
+        let live = LANES.min(cin - i0);
+        let mut k = [[[0f32; LANES]; 2]; 2];
+        for l in 0..live {
+            let taps = if flip {
+                phase_kernel(g, wt, i0 + l, o, true)
+            } else {
+                phase_kernel(g, wt, o, i0 + l, false)
+            };
+            for (row, taps) in k.iter_mut().zip(taps) {
+                for (lane, tap) in row.iter_mut().zip(taps) {
+                    lane[l] = tap;
                 }
             }
-        });
-    u
+        }
+        for (xi, val) in both_axes(&k, g_1d).iter().flatten().enumerate() {
+            u[xi * cin + i0..][..live].copy_from_slice(&val[..live]);
+        }
+    }
+}
+
+/// Takes the weight gradient of one output channel from the transform domain,
+/// `du [25][cin]`, back to 2x2 kernels (`Gᵀ · dU · G`) and writes them into its 4x4 kernels
+/// `dw [ci, 4, 4]`, [`LANES`] kernels at a time.
+#[inline(always)]
+fn untransform_kernel_grads_body(cin: usize, du: &[f32], dw: &mut [f32]) {
+    for p0 in (0..cin).step_by(LANES) {
+        let live = LANES.min(cin - p0);
+        let mut m = [[[0f32; LANES]; 5]; 5];
+        for (a, row) in m.iter_mut().enumerate() {
+            for (b, lane) in row.iter_mut().enumerate() {
+                lane[..live].copy_from_slice(&du[(a * 5 + b) * cin + p0..][..live]);
+            }
+        }
+        let k = both_axes(&m, gt_1d);
+        for l in 0..live {
+            let (c, py, px) = phase(p0 + l);
+            for (a, row) in k.iter().enumerate() {
+                for (b, lane) in row.iter().enumerate() {
+                    dw[c * 16 + (2 * a + py) * 4 + 2 * b + px] = lane[l];
+                }
+            }
+        }
+    }
 }
 
 /// Runs the correlation over `n` images of `src` into `n` images of `dst`, which must be
@@ -537,7 +587,7 @@ pub(super) fn forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
         oh: g.ho,
         ow: g.wo,
     };
-    let u = transform_kernels(&plan, |o, p| phase_kernel(g, wt, o, p, false));
+    let u = transform_kernels(&plan, g, wt, false);
     let mut y = vec![0f32; g.n * g.out_size()];
     correlate(
         &plan,
@@ -563,7 +613,7 @@ pub(super) fn data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
         ow: g.wo + 1,
     };
     // Output plane p from input channel o: the flipped kernels of `forward`.
-    let u = transform_kernels(&plan, |p, o| phase_kernel(g, wt, o, p, true));
+    let u = transform_kernels(&plan, g, wt, true);
     let mut x = vec![0f32; g.n * g.in_size()];
     correlate(
         &plan,
@@ -669,18 +719,7 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     // Back to 2x2 kernels (Gᵀ · dU · G) and to the 4x4 layout.
     dw.par_chunks_mut(g.ci * 16)
         .zip(du.par_chunks(POINTS * cin))
-        .for_each(|(dw, du)| {
-            for p in 0..cin {
-                let m: [[f32; 5]; 5] =
-                    std::array::from_fn(|a| std::array::from_fn(|b| du[(a * 5 + b) * cin + p]));
-                let (c, py, px) = phase(p);
-                for (a, row) in sandwich(&GT, &m).iter().enumerate() {
-                    for (b, val) in row.iter().enumerate() {
-                        dw[c * 16 + (2 * a + py) * 4 + 2 * b + px] = *val;
-                    }
-                }
-            }
-        });
+        .for_each(|(dw, du)| untransform_kernel_grads(cin, du, dw));
     dw
 }
 
@@ -688,6 +727,14 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
 mod tests {
     use super::*;
 
+    /// Kernel transform.
+    const G: [[f32; 2]; 5] = [
+        [0.5, 0.],
+        [-0.5, -0.5],
+        [-1. / 6., 1. / 6.],
+        [1. / 6., 1. / 3.],
+        [0., 1.],
+    ];
     /// Input transform.
     const BT: [[f32; 5]; 5] = [
         [2., -1., -2., 1., 0.],
@@ -703,6 +750,21 @@ mod tests {
         [0., 1., 1., 4., 0.],
         [0., 1., -1., 8., 1.],
     ];
+
+    /// `mᵀ`.
+    const fn transpose<const R: usize, const C: usize>(m: [[f32; C]; R]) -> [[f32; R]; C] {
+        let mut t = [[0f32; R]; C];
+        let mut i = 0;
+        while i < R {
+            let mut j = 0;
+            while j < C {
+                t[j][i] = m[i][j];
+                j += 1;
+            }
+            i += 1;
+        }
+        t
+    }
 
     /// Lane `l` of every row of `f(columns)`, against the matrix product `m · column`.
     fn check_1d<const N: usize, const M: usize>(
@@ -729,6 +791,8 @@ mod tests {
         check_1d(bt_1d, &BT);
         check_1d(at_1d, &AT);
         check_1d(a_1d, &transpose(AT));
+        check_1d(g_1d, &G);
+        check_1d(gt_1d, &transpose(G));
     }
 
     /// The 1-d identity behind the tiles: `AT · ((G·g) ⊙ (BT·d)) = correlation of d with g`.
