@@ -1,9 +1,8 @@
 //! Activations fused into the op before them, and `act(x + table[labels])`.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
-use super::{CResult, contiguous_f32, fast_path};
+use super::{CResult, contiguous_f32, fast_path, par_fill};
 
 /// An elementwise activation fused into the op before it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,19 +112,20 @@ impl CustomOp3 for GatherAddAct {
         if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes) {
             candle_core::bail!("{}: label {bad} out of range 0..{classes}", self.name())
         }
-        let mut y = vec![0f32; x.len()];
         let act = self.act;
-        if row > 0 {
-            y.par_chunks_mut(row)
-                .zip(x.par_chunks(row))
-                .zip(labels.par_iter())
-                .for_each(|((y, x), &l)| {
-                    let t = &table[l as usize * row..(l as usize + 1) * row];
-                    for ((o, &a), &b) in y.iter_mut().zip(x).zip(t) {
-                        *o = act.apply(a + b);
-                    }
-                });
-        }
+        let y = par_fill(
+            x.len(),
+            row,
+            |k| {
+                let l = labels[k] as usize;
+                let t = &table[l * row..(l + 1) * row];
+                x[k * row..(k + 1) * row]
+                    .iter()
+                    .zip(t)
+                    .map(move |(&a, &b)| act.apply(a + b))
+            },
+            &[],
+        );
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -170,14 +170,19 @@ impl CustomOp2 for ActGrad {
             candle_core::bail!("{}: operands do not match", self.name())
         }
         let act = self.act;
-        let mut g = vec![0f32; y.len()];
-        g.par_chunks_mut(4096)
-            .zip(y.par_chunks(4096).zip(dy.par_chunks(4096)))
-            .for_each(|(g, (y, dy))| {
-                for ((o, &yi), &di) in g.iter_mut().zip(y).zip(dy) {
-                    *o = di * act.slope_at_output(yi);
-                }
-            });
+        const CHUNK: usize = 4096;
+        let g = par_fill(
+            y.len(),
+            CHUNK,
+            |k| {
+                let r = k * CHUNK..((k + 1) * CHUNK).min(y.len());
+                y[r.clone()]
+                    .iter()
+                    .zip(&dy[r])
+                    .map(move |(&yi, &di)| di * act.slope_at_output(yi))
+            },
+            &[],
+        );
         Ok((CpuStorage::F32(g), l1.shape().clone()))
     }
 }

@@ -35,9 +35,11 @@
 //! Any other device or dtype falls back to candle's own ops, so GPU builds keep working;
 //! [`set_fast_kernels`] switches the fast path off for comparisons.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
+use rayon::prelude::*;
 
 mod act;
 mod conv;
@@ -64,6 +66,40 @@ pub fn fast_kernels() -> bool {
 
 pub(crate) fn fast_path(x: &Tensor, w: &Tensor) -> bool {
     fast_kernels() && x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32
+}
+
+/// `len` values made in parallel, `chunk` at a time: chunk `k` (from element `k·chunk`) takes
+/// the values of `values(k)`, then `tail` follows. Each element is written once, where
+/// `vec![0.0; len]` and a pass of writes would write it twice (a whole pass over memory for
+/// an element-wise kernel).
+///
+/// # Panics
+/// If `values(k)` yields fewer values than chunk `k` holds (a bug in the caller).
+pub(crate) fn par_fill<I: Iterator<Item = f32>>(
+    len: usize,
+    chunk: usize,
+    values: impl Fn(usize) -> I + Sync,
+    tail: &[f32],
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len + tail.len());
+    if len > 0 {
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut(chunk.max(1))
+            .enumerate()
+            .for_each(|(k, slots): (usize, &mut [MaybeUninit<f32>])| {
+                let written = slots
+                    .iter_mut()
+                    .zip(values(k))
+                    .map(|(slot, v)| *slot = MaybeUninit::new(v))
+                    .count();
+                assert_eq!(written, slots.len(), "par_fill: chunk {k} left unwritten");
+            });
+    }
+    // SAFETY: every chunk of the first `len` elements was written in full (asserted above; a
+    // failed assertion panics before this line), and the capacity holds `len`.
+    unsafe { out.set_len(len) };
+    out.extend_from_slice(tail);
+    out
 }
 
 /// Splits `n` images into one contiguous range per worker; returns (images per task, gemm threads).
@@ -101,4 +137,34 @@ pub(crate) fn dims4(l: &Layout, what: &str) -> CResult<(usize, usize, usize, usi
     l.shape().dims4().map_err(|_| {
         candle_core::Error::Msg(format!("{what}: expects a 4-d tensor, got {:?}", l.dims()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::par_fill;
+
+    #[test]
+    fn par_fill_writes_every_chunk_then_the_tail() {
+        // 10 elements in chunks of 4: the last chunk is short.
+        let v = par_fill(
+            10,
+            4,
+            |k| (0..4).map(move |i| (k * 4 + i) as f32),
+            &[-1.0, -2.0],
+        );
+        let want: Vec<f32> = (0..10).map(|i| i as f32).chain([-1.0, -2.0]).collect();
+        assert_eq!(v, want);
+        assert_eq!(par_fill(0, 4, |_| std::iter::empty(), &[3.0]), vec![3.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "left unwritten")]
+    fn par_fill_refuses_a_chunk_left_short() {
+        par_fill(
+            8,
+            4,
+            |k| (0..if k == 1 { 3 } else { 4 }).map(|i| i as f32),
+            &[],
+        );
+    }
 }

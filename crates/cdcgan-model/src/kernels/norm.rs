@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{Activation, CResult, contiguous_f32, fast_path, split};
+use super::{Activation, CResult, contiguous_f32, fast_path, par_fill, split};
 
 /// Per-channel mean and biased variance of `x [n, c, ...]`, as `[2, c]`; not differentiable.
 pub fn channel_stats(x: &Tensor) -> CResult<Tensor> {
@@ -220,20 +220,19 @@ impl CustomOp3 for BatchNormOp {
                 (scale, affine[c + ch] - ms[ch].0 * scale)
             })
             .collect();
-        let mut y = vec![0f32; x.len()];
         let act = self.act;
-        if p > 0 && c > 0 {
-            y.par_chunks_mut(c * p)
-                .zip(x.par_chunks(c * p))
-                .for_each(|(y, x)| {
-                    for (ch, &(scale, shift)) in coef.iter().enumerate() {
-                        let (y, x) = (&mut y[ch * p..(ch + 1) * p], &x[ch * p..(ch + 1) * p]);
-                        for (o, &i) in y.iter_mut().zip(x) {
-                            *o = act.apply(i * scale + shift);
-                        }
-                    }
-                });
-        }
+        // Chunk k is plane k: channel k % c.
+        let y = par_fill(
+            x.len(),
+            p,
+            |k| {
+                let (scale, shift) = coef[k % c];
+                x[k * p..(k + 1) * p]
+                    .iter()
+                    .map(move |&i| act.apply(i * scale + shift))
+            },
+            &[],
+        );
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -325,31 +324,25 @@ impl CustomOp3 for BatchNormGrad {
                 }
             })
             .collect();
-        let mut out = vec![0f32; x.len() + 2 * c];
-        let (dx, tail) = out.split_at_mut(x.len());
-        if p > 0 && c > 0 {
-            dx.par_chunks_mut(c * p)
-                .zip(x.par_chunks(c * p))
-                .zip(y.par_chunks(c * p).zip(dy.par_chunks(c * p)))
-                .for_each(|((dx, x), (y, dy))| {
-                    for (ch, &(k, mean, a, b)) in coef.iter().enumerate() {
-                        let r = ch * p..(ch + 1) * p;
-                        for (((o, &xi), &yi), &di) in dx[r.clone()]
-                            .iter_mut()
-                            .zip(&x[r.clone()])
-                            .zip(&y[r.clone()])
-                            .zip(&dy[r])
-                        {
-                            let g = di * act.slope_at_output(yi);
-                            *o = k * g - b - a * (xi - mean);
-                        }
-                    }
-                });
-        }
-        for ch in 0..c {
-            tail[ch] = sums[ch].1 as f32;
-            tail[c + ch] = sums[ch].0 as f32;
-        }
+        let tail: Vec<f32> = (sums.iter().map(|s| s.1 as f32))
+            .chain(sums.iter().map(|s| s.0 as f32))
+            .collect();
+        // Chunk `plane` is plane `plane`: channel `plane % c`.
+        let out =
+            par_fill(
+                x.len(),
+                p,
+                |plane| {
+                    let (k, mean, a, b) = coef[plane % c];
+                    let r = plane * p..(plane + 1) * p;
+                    x[r.clone()].iter().zip(&y[r.clone()]).zip(&dy[r]).map(
+                        move |((&xi, &yi), &di)| {
+                            k * (di * act.slope_at_output(yi)) - b - a * (xi - mean)
+                        },
+                    )
+                },
+                &tail,
+            );
         Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
     }
 }
