@@ -19,7 +19,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::{Geometry, Mat, gemm, split, sum_parts};
+use super::{Geometry, Mat, gemm, split};
 
 /// Transform points per tile (5x5).
 const POINTS: usize = 25;
@@ -221,7 +221,12 @@ with_avx2! {
 
 with_avx2! {
     /// [`untransform_kernel_grads_body`].
-    fn untransform_kernel_grads = untransform_kernel_grads_body(cin: usize, du: &[f32], dw: &mut [f32])
+    fn untransform_kernel_grads = untransform_kernel_grads_body(
+        cin: usize,
+        parts: &[Vec<f32>],
+        at: usize,
+        dw: &mut [f32],
+    )
 }
 
 /// Whether the Winograd kernels compute this convolution.
@@ -446,17 +451,24 @@ fn transform_kernel_row_body(
     }
 }
 
-/// Takes the weight gradient of one output channel from the transform domain,
-/// `du [25][cin]`, back to 2x2 kernels (`Gᵀ · dU · G`) and writes them into its 4x4 kernels
-/// `dw [ci, 4, 4]`, [`LANES`] kernels at a time.
+/// Takes the weight gradient of one output channel from the transform domain back to 2x2
+/// kernels (`Gᵀ · dU · G`) and writes them into its 4x4 kernels `dw [ci, 4, 4]`, [`LANES`]
+/// kernels at a time. `dU [25][cin]` is the sum of the threads' partial sums `parts`, read
+/// from offset `at` of each: summed here, as the kernels are gathered, rather than in a pass
+/// of its own over the whole (up to 13 MB) buffers.
 #[inline(always)]
-fn untransform_kernel_grads_body(cin: usize, du: &[f32], dw: &mut [f32]) {
+fn untransform_kernel_grads_body(cin: usize, parts: &[Vec<f32>], at: usize, dw: &mut [f32]) {
     for p0 in (0..cin).step_by(LANES) {
         let live = LANES.min(cin - p0);
         let mut m = [[[0f32; LANES]; 5]; 5];
         for (a, row) in m.iter_mut().enumerate() {
             for (b, lane) in row.iter_mut().enumerate() {
-                lane[..live].copy_from_slice(&du[(a * 5 + b) * cin + p0..][..live]);
+                for part in parts {
+                    let src = &part[at + (a * 5 + b) * cin + p0..][..live];
+                    for (sum, v) in lane.iter_mut().zip(src) {
+                        *sum += v;
+                    }
+                }
             }
         }
         let k = both_axes(&m, gt_1d);
@@ -715,11 +727,10 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             du
         })
         .collect();
-    let du = sum_parts(partial, size);
-    // Back to 2x2 kernels (Gᵀ · dU · G) and to the 4x4 layout.
+    // Back to 2x2 kernels (Gᵀ · dU · G), summing the partials, and to the 4x4 layout.
     dw.par_chunks_mut(g.ci * 16)
-        .zip(du.par_chunks(POINTS * cin))
-        .for_each(|(dw, du)| untransform_kernel_grads(cin, du, dw));
+        .enumerate()
+        .for_each(|(o, dw)| untransform_kernel_grads(cin, &partial, o * POINTS * cin, dw));
     dw
 }
 
