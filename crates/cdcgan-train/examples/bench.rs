@@ -23,9 +23,10 @@ use serde_json::{Value, json};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// As the `cdcgan` binary does: tells mimalloc never to hand freed memory back to the OS. Candle frees and allocates the
-/// same large buffers every step; each page handed back costs a fault and a clearing when it
-/// returns (about 4% of a training step at batch 64). Keeping them costs 10-70 MiB of RSS.
+/// As the `cdcgan` binary does: tells mimalloc never to hand freed memory back to the OS.
+/// Candle frees and allocates the same large buffers every step; each page handed back costs
+/// a fault and a clearing when it returns (about 4% of a training step at batch 64). Keeping
+/// them costs 10-70 MiB of RSS.
 fn keep_freed_memory() {
     // `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3); -1 never purges.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
