@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use cdcgan_model::LabelInput;
 use cdcgan_train::{
-    EpochReport, Observer, Outcome, Phase, Run, RunConfig, StepReport, TrainConfig,
+    EpochReport, ModeSeekingSpace, Observer, Outcome, Phase, Run, RunConfig, StepReport,
+    TrainConfig,
 };
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -30,7 +31,7 @@ pub struct TrainArgs {
     pub out: PathBuf,
     /// Continue the interrupted run in RUN_DIR exactly (its config is used; --epochs may
     /// extend or shorten it; the learning rates, --d-steps, --label-smoothing,
-    /// --mode-seeking, --clip and --log-every may change from here on).
+    /// --mode-seeking(-space), --clip and --log-every may change from here on).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config"])]
     pub resume: Option<PathBuf>,
     /// A TOML config file (see --print-config for every field; `[[phase]]` tables change the
@@ -80,6 +81,9 @@ pub struct TrainArgs {
     /// Weight of the mode-seeking term against within-class collapse (0 = off).
     #[arg(long, value_name = "W", help_heading = "Training")]
     pub mode_seeking: Option<f64>,
+    /// Where the mode-seeking term measures distances: pixels or disc-features.
+    #[arg(long, value_name = "SPACE", help_heading = "Training")]
+    pub mode_seeking_space: Option<ModeSeekingSpace>,
     /// Clip D's weights to [-C, C] after each D step (0 = off).
     #[arg(long, value_name = "C", help_heading = "Training")]
     pub clip: Option<f64>,
@@ -149,6 +153,7 @@ impl TrainArgs {
             d_steps,
             label_smoothing,
             mode_seeking,
+            mode_seeking_space,
             clip,
             ema_decay,
             seed,
@@ -252,6 +257,7 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
                 d_steps: args.d_steps,
                 label_smoothing: args.label_smoothing,
                 mode_seeking: args.mode_seeking,
+                mode_seeking_space: args.mode_seeking_space,
                 clip: args.clip,
             };
             let mut t = change.apply(run.trainer().config().train);
@@ -431,8 +437,14 @@ impl Observer for Display {
         if !self.quiet && !self.json {
             self.say(&format!(
                 "epoch {epoch}: phase: lr_g {:e} lr_d {:e}, d_steps {}, label smoothing {}, \
-                 mode seeking {}, clip {}",
-                t.lr_g, t.lr_d, t.d_steps, t.label_smoothing, t.mode_seeking, t.clip
+                 mode seeking {} ({}), clip {}",
+                t.lr_g,
+                t.lr_d,
+                t.d_steps,
+                t.label_smoothing,
+                t.mode_seeking,
+                t.mode_seeking_space,
+                t.clip
             ));
         }
     }

@@ -234,6 +234,17 @@ impl Discriminator {
     /// with `minibatch_std`, `fc` also sees the batch's feature spread, so the logits of a
     /// batch depend on the whole batch (as BatchNorm's already do in training mode).
     pub fn forward_t(&self, x: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.forward_features_t(x, labels, train)?.0)
+    }
+
+    /// Like [`Discriminator::forward_t`], also returning the features `[b, 2·width·7·7]` the
+    /// logit is read from (after the last BatchNorm and LeakyReLU).
+    pub fn forward_features_t(
+        &self,
+        x: &Tensor,
+        labels: &Tensor,
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
         let labels = labels.to_dtype(DType::U32)?;
         let w = self.conv1.weight();
         let planes = w.dim(1)? - 1;
@@ -262,10 +273,11 @@ impl Discriminator {
             self.fc.forward(&h)?
         }
         .squeeze(1)?;
-        Ok(match &self.proj {
+        let logit = match &self.proj {
             Some(proj) => (logit + (proj.forward(&labels)? * &h)?.sum(1)?)?,
             None => logit,
-        })
+        };
+        Ok((logit, h))
     }
 
     /// The label planes of each class, `[10, planes, 28, 28]`: one-hot planes, or the

@@ -32,6 +32,9 @@ pub struct TrainConfig {
     /// each fake batch repeats the other half's labels with fresh noise, and G is pushed to
     /// keep `mean|G(z1,y) - G(z2,y)| / mean|z1 - z2|` large, against within-class collapse.
     pub mode_seeking: f64,
+    /// Where the mode-seeking term measures `|G(z1,y) - G(z2,y)|`: in pixels (MSGAN's
+    /// choice) or in the discriminator's features.
+    pub mode_seeking_space: ModeSeekingSpace,
     /// Clip every discriminator parameter to `[-clip, clip]` after each D step (the WGAN-style
     /// variant); 0 turns clipping off.
     pub clip: f64,
@@ -58,11 +61,49 @@ impl Default for TrainConfig {
             d_steps: 1,
             label_smoothing: 0.0,
             mode_seeking: 0.0,
+            mode_seeking_space: ModeSeekingSpace::Pixels,
             clip: 0.0,
             ema_decay: 0.999,
             seed: 0,
             log_every: 50,
             grid_per_class: 8,
+        }
+    }
+}
+
+/// The space in which the mode-seeking term measures how far apart two images are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeSeekingSpace {
+    /// Mean absolute pixel difference (MSGAN).
+    #[default]
+    Pixels,
+    /// Mean absolute difference of D's features (the flattened `conv2` output after BatchNorm
+    /// and LeakyReLU, with D's weights frozen), which change with a digit's shape and stroke
+    /// more than with single pixels.
+    DiscFeatures,
+}
+
+impl std::fmt::Display for ModeSeekingSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pixels => "pixels",
+            Self::DiscFeatures => "disc-features",
+        })
+    }
+}
+
+impl std::str::FromStr for ModeSeekingSpace {
+    type Err = Error;
+
+    /// `pixels` or `disc-features`, as in a config file.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pixels" => Ok(Self::Pixels),
+            "disc-features" => Ok(Self::DiscFeatures),
+            _ => Err(Error::Config(format!(
+                "mode_seeking_space is `pixels` or `disc-features`, not `{s}`"
+            ))),
         }
     }
 }
@@ -133,6 +174,9 @@ pub struct Phase {
     /// Weight of the mode-seeking term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode_seeking: Option<f64>,
+    /// Where the mode-seeking term measures distances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_seeking_space: Option<ModeSeekingSpace>,
     /// Weight clipping of D.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<f64>,
@@ -150,6 +194,7 @@ impl Phase {
         t.d_steps = self.d_steps.unwrap_or(t.d_steps);
         t.label_smoothing = self.label_smoothing.unwrap_or(t.label_smoothing);
         t.mode_seeking = self.mode_seeking.unwrap_or(t.mode_seeking);
+        t.mode_seeking_space = self.mode_seeking_space.unwrap_or(t.mode_seeking_space);
         t.clip = self.clip.unwrap_or(t.clip);
         t
     }
@@ -239,7 +284,8 @@ mod tests {
     #[test]
     fn phases_round_trip_as_tables_and_apply_only_their_fields() {
         let text = "[train]\nepochs = 19\n\n[[phase]]\nfrom_epoch = 13\nlr = 5e-5\n\n\
-                    [[phase]]\nfrom_epoch = 16\nlr_g = 1e-4\nmode_seeking = 0.5\n";
+                    [[phase]]\nfrom_epoch = 16\nlr_g = 1e-4\nmode_seeking = 0.5\n\
+                    mode_seeking_space = \"disc-features\"\n";
         let c = RunConfig::from_toml(text).unwrap();
         assert_eq!(c.phases.len(), 2);
         c.validate().unwrap();
@@ -251,9 +297,26 @@ mod tests {
         assert_eq!((t.lr_g, t.lr_d, t.mode_seeking), (5e-5, 5e-5, 0.0));
         let t = c.entering(16, t);
         assert_eq!((t.lr_g, t.lr_d, t.mode_seeking), (1e-4, 5e-5, 0.5));
+        assert_eq!(t.mode_seeking_space, ModeSeekingSpace::DiscFeatures);
         assert_eq!(t.batch_size, c.train.batch_size);
         assert_eq!(c.entering(14, c.train), c.train);
         assert!(RunConfig::from_toml("[[phase]]\nfrom_epoch = 2\nbatch_size = 8\n").is_err());
+    }
+
+    #[test]
+    fn mode_seeking_space_reads_and_prints_as_in_config_files() {
+        for (text, space) in [
+            ("pixels", ModeSeekingSpace::Pixels),
+            ("disc-features", ModeSeekingSpace::DiscFeatures),
+        ] {
+            assert_eq!(text.parse::<ModeSeekingSpace>().unwrap(), space);
+            assert_eq!(space.to_string(), text);
+            let c = RunConfig::from_toml(&format!("[train]\nmode_seeking_space = \"{text}\"\n"));
+            assert_eq!(c.unwrap().train.mode_seeking_space, space);
+        }
+        let err = "features".parse::<ModeSeekingSpace>().unwrap_err();
+        assert!(err.to_string().contains("disc-features"), "{err}");
+        assert!(RunConfig::from_toml("[train]\nmode_seeking_space = \"dfeat\"\n").is_err());
     }
 
     #[test]

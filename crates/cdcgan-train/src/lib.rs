@@ -15,7 +15,7 @@
 //! - [`Trainer`]: the state (networks, [`Adam`] optimizers, EMA, noise stream) and one step:
 //!   D on real (target 1, or `1 - label_smoothing`) and detached fakes (target 0), optional
 //!   clipping of D, then G with the non-saturating loss (plus, optionally, the mode-seeking
-//!   term over same-class pairs); losses by [`bce_with_logits`].
+//!   term over same-class pairs, in pixels or in D's features); losses by [`bce_with_logits`].
 //! - [`Run`]: a run directory; [`Run::resume`] continues bit-for-bit where it stopped.
 //! - [`RunConfig`]: model, settings and [`Phase`]s (settings changed from an epoch on).
 //! - [`Observer`]: progress callbacks; the library prints nothing.
@@ -29,7 +29,7 @@ mod run;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig};
-pub use config::{Phase, RunConfig, TrainConfig};
+pub use config::{ModeSeekingSpace, Phase, RunConfig, TrainConfig};
 pub use error::{Error, Result};
 pub use grid::{GRID_PAD, grid_image, save_png};
 pub use loss::bce_with_logits;

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::{Adam, AdamConfig, MovingAverage, fused};
-use crate::config::{RunConfig, TrainConfig};
+use crate::config::{ModeSeekingSpace, RunConfig, TrainConfig};
 use crate::error::{Error, Result};
 use crate::loss::bce_with_logits;
 
@@ -200,7 +200,8 @@ impl Trainer {
 
     /// Continues under `train`, which may differ from the current settings in the schedule
     /// and the objective only: `epochs` (extend or shorten), the learning rates (Adam's moments
-    /// are kept), `d_steps`, `label_smoothing`, `mode_seeking`, `clip` and `log_every`. The
+    /// are kept), `d_steps`, `label_smoothing`, `mode_seeking` (and its space), `clip` and
+    /// `log_every`. The
     /// rest (batch size, seed, Adam's betas and epsilon, the EMA, the grid) shapes the saved
     /// state or the data order, so a change there is an error.
     pub fn retune(&mut self, train: TrainConfig) -> Result<()> {
@@ -294,10 +295,15 @@ impl Trainer {
         }
         let (z, fake) = fake.ok_or_else(|| Error::Config("d_steps must be at least 1".into()))?;
         // D's weights are frozen here: the G step needs gradients through D, not of it.
-        let mut g_loss = bce_with_logits(&d.frozen().forward_t(&fake, &fake_labels, true)?, 1.0)?;
+        let (logit, features) = d.frozen().forward_features_t(&fake, &fake_labels, true)?;
+        let mut g_loss = bce_with_logits(&logit, 1.0)?;
         stats.g_loss = scalar(&g_loss)?;
         if t.mode_seeking > 0.0 && pairs > 0 {
-            g_loss = (g_loss + (mode_seeking_loss(&z, &fake, pairs)? * t.mode_seeking)?)?;
+            let space = match t.mode_seeking_space {
+                ModeSeekingSpace::Pixels => &fake,
+                ModeSeekingSpace::DiscFeatures => &features,
+            };
+            g_loss = (g_loss + (mode_seeking_loss(&z, space, pairs)? * t.mode_seeking)?)?;
         }
         check_finite(stats.g_loss, "generator loss", self.position.step)?;
         self.opt_g.step(&g_loss.backward()?)?;
@@ -350,7 +356,8 @@ impl Trainer {
 }
 
 /// MSGAN's mode-seeking term `1 / (mean|f1 - f2| / mean|z1 - z2| + 1e-5)` over the pairs
-/// (row `j`, row `b - pairs + j`) of noise `z` and the images `fake` made from it.
+/// (row `j`, row `b - pairs + j`) of noise `z` and what was made from it, `fake`: the images
+/// or D's features of them.
 fn mode_seeking_loss(z: &Tensor, fake: &Tensor, pairs: usize) -> Result<Tensor> {
     let b = z.dim(0)?;
     let gap = |t: &Tensor| -> Result<Tensor> {

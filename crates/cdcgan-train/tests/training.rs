@@ -4,7 +4,9 @@ mod common;
 
 use candle_core::Device;
 use cdcgan_model::Checkpoint;
-use cdcgan_train::{Error, Observer, Outcome, Phase, Run, StepReport, TrainConfig, latest_state};
+use cdcgan_train::{
+    Error, ModeSeekingSpace, Observer, Outcome, Phase, Run, StepReport, TrainConfig, latest_state,
+};
 use common::{contents, patterns, tiny};
 
 /// Stops after a given number of steps.
@@ -136,7 +138,7 @@ fn weight_clipping_bounds_every_discriminator_parameter() {
 }
 
 #[test]
-fn mode_seeking_changes_the_weights_and_resumes_exactly() {
+fn mode_seeking_in_either_space_changes_the_weights_and_resumes_exactly() {
     let data = patterns(30);
     let mut cfg = tiny(2, 7); // odd batches: three pairs and one unpaired fake
     cfg.train.mode_seeking = 1.0;
@@ -152,6 +154,12 @@ fn mode_seeking_changes_the_weights_and_resumes_exactly() {
         .train(&data, &mut ())
         .unwrap();
     assert_eq!(final_state(dir.path()), want);
+
+    let mut in_features = cfg.clone();
+    in_features.train.mode_seeking_space = ModeSeekingSpace::DiscFeatures;
+    let other = trained(in_features, &data);
+    assert!(other.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    assert_ne!(other, want);
 
     cfg.train.mode_seeking = 0.0;
     assert_ne!(trained(cfg, &data), want);
