@@ -201,9 +201,8 @@ impl Trainer {
     /// Continues under `train`, which may differ from the current settings in the schedule
     /// and the objective only: `epochs` (extend or shorten), the learning rates (Adam's moments
     /// are kept), `d_steps`, `label_smoothing`, `mode_seeking` (and its space), `clip` and
-    /// `log_every`. The
-    /// rest (batch size, seed, Adam's betas and epsilon, the EMA, the grid) shapes the saved
-    /// state or the data order, so a change there is an error.
+    /// `log_every`. The rest (batch size, seed, Adam's betas and epsilon, the EMA, the grid)
+    /// shapes the saved state or the data order, so a change there is an error.
     pub fn retune(&mut self, train: TrainConfig) -> Result<()> {
         train.validate()?;
         let now = self.config.train;
