@@ -96,15 +96,12 @@ impl std::fmt::Display for ModeSeekingSpace {
 impl std::str::FromStr for ModeSeekingSpace {
     type Err = Error;
 
-    /// `pixels` or `disc-features`, as in a config file.
+    /// `pixels` or `disc-features`, read by the same serde names as a config file.
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "pixels" => Ok(Self::Pixels),
-            "disc-features" => Ok(Self::DiscFeatures),
-            _ => Err(Error::Config(format!(
-                "mode_seeking_space is `pixels` or `disc-features`, not `{s}`"
-            ))),
-        }
+        use serde::de::IntoDeserializer;
+        let text: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            s.into_deserializer();
+        Self::deserialize(text).map_err(|e| Error::Config(format!("mode_seeking_space: {e}")))
     }
 }
 
