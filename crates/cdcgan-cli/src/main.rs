@@ -117,14 +117,15 @@ fn info(path: &std::path::Path) -> Result<()> {
     let _ = writeln!(
         s,
         "model:        z_dim {}, gen_width {}, disc_width {}, label input {:?}, projection {}, \
-         class norm {}, minibatch std {}",
+         class norm {}, minibatch std {}, spectral norm {}",
         c.z_dim,
         c.gen_width,
         c.disc_width,
         c.label_input,
         c.projection,
         c.class_norm,
-        c.minibatch_std
+        c.minibatch_std,
+        c.spectral_norm
     );
     for (k, v) in &ckpt.metadata {
         let key = format!("{}:", k.trim_start_matches("cdcgan."));

@@ -123,6 +123,10 @@ pub struct TrainArgs {
     /// `--minibatch-std false` turns a config's off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
     pub minibatch_std: Option<bool>,
+    /// D's weights are spectrally normalised and its BatchNorm dropped, as in SN-GAN
+    /// (`--spectral-norm false` turns a config's off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
+    pub spectral_norm: Option<bool>,
     /// Use at most this many training images (quick experiments and tests; a resumed run
     /// keeps the limit it was started with).
     #[arg(long, value_name = "N", help_heading = "Data")]
@@ -189,6 +193,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.minibatch_std {
             m.minibatch_std = v;
+        }
+        if let Some(v) = self.spectral_norm {
+            m.spectral_norm = v;
         }
         c.validate()?;
         Ok(c)

@@ -40,6 +40,10 @@ pub struct ModelConfig {
     /// std over the batch of each `conv2` feature, averaged, as one more input of `fc`, so D
     /// can tell a batch short of variety from a real one.
     pub minibatch_std: bool,
+    /// D's weights (`conv1`, `conv2`, `fc`, and `proj` with `projection`) are spectrally
+    /// normalised (Miyato et al. 2018), and D drops its BatchNorm for a bias on `conv2`, as in
+    /// SN-GAN: each layer is then 1-Lipschitz, which keeps D's gradients to G informative.
+    pub spectral_norm: bool,
 }
 
 impl Default for ModelConfig {
@@ -59,6 +63,7 @@ impl ModelConfig {
             projection: false,
             class_norm: false,
             minibatch_std: false,
+            spectral_norm: false,
         }
     }
 
@@ -72,6 +77,7 @@ impl ModelConfig {
             projection: false,
             class_norm: false,
             minibatch_std: false,
+            spectral_norm: false,
         }
     }
 
@@ -115,12 +121,21 @@ impl ModelConfig {
         } else {
             0
         };
+        // BatchNorm after conv2 (four vectors), or with spectral normalisation a bias on conv2
+        // and one `sn_u` per normalised weight (rows: conv1 d, conv2 2d, fc 1, proj 10).
+        let (d_norm, d_sn) = if self.spectral_norm {
+            let proj_rows = if self.projection { classes } else { 0 };
+            (2 * d, d + 2 * d + 1 + proj_rows)
+        } else {
+            (4 * 2 * d, 0)
+        };
         let discriminator = d_embed
             + d_proj
             + d * (1 + self.label_planes()) * 16
             + d
             + 2 * d * d * 16
-            + 4 * 2 * d
+            + d_norm
+            + d_sn
             + 2 * d * side2
             + usize::from(self.minibatch_std)
             + 1;
@@ -177,6 +192,14 @@ mod tests {
             minibatch_std: true,
             ..ModelConfig::tiny()
         };
+        let spectral_norm = ModelConfig {
+            spectral_norm: true,
+            ..ModelConfig::tiny()
+        };
+        let spectral_projection = ModelConfig {
+            projection: true,
+            ..spectral_norm
+        };
         for c in [
             ModelConfig::dcgan28(),
             ModelConfig::tiny(),
@@ -184,6 +207,8 @@ mod tests {
             projection,
             class_norm,
             minibatch_std,
+            spectral_norm,
+            spectral_projection,
         ] {
             let gan = crate::Gan::new(c, 0, &candle_core::Device::Cpu).unwrap();
             let n: usize = gan.all_vars().iter().map(|(_, v)| v.elem_count()).sum();

@@ -36,9 +36,10 @@ impl Net {
     }
 }
 
-/// Whether a tensor is a BatchNorm running statistic (state, not a trained parameter).
+/// Whether a tensor is state, not a trained parameter: a BatchNorm running statistic or a
+/// spectral normaliser's power-iteration vector.
 pub fn is_buffer(name: &str) -> bool {
-    name.ends_with(".running_mean") || name.ends_with(".running_var")
+    name.ends_with(".running_mean") || name.ends_with(".running_var") || name.ends_with(".sn_u")
 }
 
 /// A generator and a discriminator sharing one parameter store.

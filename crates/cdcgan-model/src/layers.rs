@@ -365,3 +365,167 @@ pub fn class_batch_norm(
         bias,
     })
 }
+
+/// Spectral normalisation of a weight (Miyato et al. 2018): `w / σ(w)`, with `σ` the largest
+/// singular value of `w` seen as a matrix `[rows, rest]`, estimated by one step of power
+/// iteration per training forward from a kept left singular vector `u` (`sn_u`, `[rows]`),
+/// as PyTorch's `spectral_norm` does. Gradients flow through `w` and through `σ`, with `u`
+/// and `v` held constant.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use candle_nn::{VarBuilder, VarMap};
+/// use cdcgan_model::layers::spectral_norm;
+///
+/// let varmap = VarMap::new();
+/// let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+/// let sn = spectral_norm(2, vb.pp("fc"))?;
+/// let w = Tensor::new(&[[3f32, 0.], [0., 1.]], &Device::Cpu)?;
+/// for _ in 0..20 {
+///     sn.normalise(&w, true)?; // training forwards refine `u`
+/// }
+/// let normed = sn.normalise(&w, false)?.to_vec2::<f32>()?;
+/// assert!((normed[0][0] - 1.0).abs() < 1e-4 && (normed[1][1] - 1.0 / 3.0).abs() < 1e-4);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SpectralNorm {
+    u: Var,
+}
+
+/// Keeps power iteration away from a division by zero on an all-zero weight.
+const SN_EPS: f64 = 1e-12;
+
+impl SpectralNorm {
+    /// `w / σ(w)` for a weight whose first axis has `rows` entries. With `update`, first
+    /// moves `u` one power-iteration step towards `w`'s top left singular vector (training
+    /// mode); otherwise `u` is read as it is.
+    pub fn normalise(&self, w: &Tensor, update: bool) -> Result<Tensor> {
+        let rows = w.dim(0)?;
+        let matrix = w.reshape((rows, ()))?;
+        let fixed = matrix.detach();
+        let unit = |t: Tensor| -> Result<Tensor> {
+            let norm = (t.sqr()?.sum_all()?.sqrt()? + SN_EPS)?;
+            t.broadcast_div(&norm)
+        };
+        let mut u = self.u.as_tensor().reshape((1, rows))?;
+        let v = unit(u.matmul(&fixed)?)?;
+        if update {
+            u = unit(v.matmul(&fixed.t()?)?)?;
+            self.u.set(&u.reshape(rows)?)?;
+        }
+        // σ = uᵀ·W·v, differentiable in W (PyTorch's estimate, with `v` from before the step).
+        let sigma = u.matmul(&matrix.matmul(&v.t()?)?)?.reshape(())?;
+        w.broadcast_div(&sigma)
+    }
+}
+
+/// A spectral normaliser for a weight with `rows` output rows, its vector `sn_u` created
+/// under `vb` (the layer's own path, beside its `weight`). `u` starts as a random draw
+/// (its scale does not matter).
+pub fn spectral_norm(rows: usize, vb: VarBuilder) -> Result<SpectralNorm> {
+    let u = vb.get_with_hints(
+        rows,
+        "sn_u",
+        Init::Randn {
+            mean: 0.,
+            stdev: 1.,
+        },
+    )?;
+    Ok(SpectralNorm {
+        u: Var::from_tensor(&u)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// The largest singular value of `w [r, c]`, by 200 power-iteration steps in f64.
+    fn top_singular_value(w: &[Vec<f32>]) -> f64 {
+        let cols = w[0].len();
+        let mut v = vec![1.0f64; cols];
+        let mut sigma = 0.0;
+        for _ in 0..200 {
+            let wv: Vec<f64> = w
+                .iter()
+                .map(|row| row.iter().zip(&v).map(|(a, b)| f64::from(*a) * b).sum())
+                .collect();
+            let mut wtwv = vec![0.0f64; cols];
+            for (row, s) in w.iter().zip(&wv) {
+                for (acc, a) in wtwv.iter_mut().zip(row) {
+                    *acc += f64::from(*a) * s;
+                }
+            }
+            let norm = wtwv.iter().map(|x| x * x).sum::<f64>().sqrt();
+            sigma = norm.sqrt();
+            v = wtwv.iter().map(|x| x / norm).collect();
+        }
+        sigma
+    }
+
+    #[test]
+    fn spectral_norm_converges_to_unit_top_singular_value_and_differentiates_sigma() {
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let sn = spectral_norm(5, vb.pp("layer")).unwrap();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        let mut randn = || {
+            let values = crate::normal_vec(&mut rng, 40, 0.0, 1.0);
+            Tensor::from_vec(values, (5, 2, 2, 2), &device).unwrap()
+        };
+        let w = Var::from_tensor(&randn()).unwrap();
+        for _ in 0..100 {
+            sn.normalise(w.as_tensor(), true).unwrap();
+        }
+        let normed = sn.normalise(w.as_tensor(), false).unwrap();
+        let rows = normed.reshape((5, 8)).unwrap().to_vec2::<f32>().unwrap();
+        let top = top_singular_value(&rows);
+        assert!((top - 1.0).abs() < 1e-4, "{top}");
+
+        // d/dW sum(normalise(W) * R) against central differences, u held fixed.
+        let r = randn();
+        let loss = |w: &Tensor| -> f64 {
+            let y = sn.normalise(w, false).unwrap();
+            f64::from(
+                (y * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap(),
+            )
+        };
+        let grads = (sn.normalise(w.as_tensor(), false).unwrap() * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grad = grads.get(w.as_tensor()).unwrap().flatten_all().unwrap();
+        let grad = grad.to_vec1::<f32>().unwrap();
+        let base = w
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let h = 1e-2f32;
+        for i in 0..base.len() {
+            let at = |d: f32| {
+                let mut p = base.clone();
+                p[i] += d;
+                loss(&Tensor::from_vec(p, (5, 2, 2, 2), &device).unwrap())
+            };
+            let numeric = (at(h) - at(-h)) / (2.0 * f64::from(h));
+            let analytic = f64::from(grad[i]);
+            assert!(
+                (numeric - analytic).abs() < 2e-3 * (1.0 + analytic.abs()),
+                "element {i}: numeric {numeric} vs analytic {analytic}"
+            );
+        }
+    }
+}

@@ -21,7 +21,9 @@ use mnist_data::{IMAGE_SIDE, NUM_CLASSES};
 use crate::config::{LabelInput, ModelConfig};
 use crate::error::Result;
 use crate::kernels::{self, Activation};
-use crate::layers::{self, BatchNorm, ClassBatchNorm, Conv2d, ConvConfig, ConvTranspose2d};
+use crate::layers::{
+    self, BatchNorm, ClassBatchNorm, Conv2d, ConvConfig, ConvTranspose2d, SpectralNorm,
+};
 
 /// Side of the generator's first feature map, and of the discriminator's last.
 const BASE_SIDE: usize = IMAGE_SIDE / 4;
@@ -159,6 +161,15 @@ impl Generator {
     }
 }
 
+/// The spectral normalisers of D's weights (`spectral_norm`).
+#[derive(Debug, Clone)]
+struct DiscSpectralNorms {
+    conv1: SpectralNorm,
+    conv2: SpectralNorm,
+    fc: SpectralNorm,
+    proj: Option<SpectralNorm>,
+}
+
 /// D(x, y): an image and a class label to one logit ("real digit of this class").
 #[derive(Debug, Clone)]
 pub struct Discriminator {
@@ -166,7 +177,9 @@ pub struct Discriminator {
     proj: Option<Embedding>,
     conv1: Conv2d,
     conv2: Conv2d,
-    bn2: BatchNorm,
+    /// BatchNorm after `conv2`; absent with spectral normalisation.
+    bn2: Option<BatchNorm>,
+    sn: Option<DiscSpectralNorms>,
     fc: Linear,
     config: ModelConfig,
 }
@@ -190,12 +203,29 @@ impl Discriminator {
         } else {
             None
         };
+        let (conv2, bn2, sn) = if config.spectral_norm {
+            let sn = DiscSpectralNorms {
+                conv1: layers::spectral_norm(w, vb.pp("conv1"))?,
+                conv2: layers::spectral_norm(2 * w, vb.pp("conv2"))?,
+                fc: layers::spectral_norm(1, vb.pp("fc"))?,
+                proj: match proj {
+                    Some(_) => Some(layers::spectral_norm(NUM_CLASSES, vb.pp("proj"))?),
+                    None => None,
+                },
+            };
+            let conv2 = layers::conv2d(w, 2 * w, K, HALVE, vb.pp("conv2"))?;
+            (conv2, None, Some(sn))
+        } else {
+            let conv2 = layers::conv2d_no_bias(w, 2 * w, K, HALVE, vb.pp("conv2"))?;
+            (conv2, Some(bn(2 * w, vb.pp("bn2"))?), None)
+        };
         Ok(Self {
             embed,
             proj,
             conv1: layers::conv2d(1 + config.label_planes(), w, K, HALVE, vb.pp("conv1"))?,
-            conv2: layers::conv2d_no_bias(w, 2 * w, K, HALVE, vb.pp("conv2"))?,
-            bn2: bn(2 * w, vb.pp("bn2"))?,
+            conv2,
+            bn2,
+            sn,
             fc: candle_nn::linear(features + usize::from(config.minibatch_std), 1, vb.pp("fc"))?,
             config: *config,
         })
@@ -216,7 +246,8 @@ impl Discriminator {
             proj: self.proj.as_ref().map(detach),
             conv1: self.conv1.detached(),
             conv2: self.conv2.detached(),
-            bn2: self.bn2.detached(),
+            bn2: self.bn2.as_ref().map(BatchNorm::detached),
+            sn: self.sn.clone(),
             fc: Linear::new(
                 self.fc.weight().detach(),
                 self.fc.bias().map(Tensor::detach),
@@ -232,13 +263,15 @@ impl Discriminator {
     /// and gathered by label: exactly `conv1(cat(x, planes))` without building the planes.
     /// With `projection`, the logit adds the label's row of `proj` dotted with the features;
     /// with `minibatch_std`, `fc` also sees the batch's feature spread, so the logits of a
-    /// batch depend on the whole batch (as BatchNorm's already do in training mode).
+    /// batch depend on the whole batch (as BatchNorm's already do in training mode). With
+    /// `spectral_norm`, every weight is divided by its estimated spectral norm, and `train`
+    /// also moves each estimate one power-iteration step.
     pub fn forward_t(&self, x: &Tensor, labels: &Tensor, train: bool) -> Result<Tensor> {
         Ok(self.forward_features_t(x, labels, train)?.0)
     }
 
     /// Like [`Discriminator::forward_t`], also returning the features `[b, 2·width·7·7]` the
-    /// logit is read from (after the last BatchNorm and LeakyReLU).
+    /// logit is read from (after the last BatchNorm, if any, and LeakyReLU).
     pub fn forward_features_t(
         &self,
         x: &Tensor,
@@ -246,7 +279,7 @@ impl Discriminator {
         train: bool,
     ) -> Result<(Tensor, Tensor)> {
         let labels = labels.to_dtype(DType::U32)?;
-        let w = self.conv1.weight();
+        let w = &self.weight(self.conv1.weight(), |sn| &sn.conv1, train)?;
         let planes = w.dim(1)? - 1;
         let stride = self.conv1.config().stride;
         let padding = self.conv1.config().padding;
@@ -262,22 +295,52 @@ impl Discriminator {
             None => per_class,
         };
         let h = kernels::gather_add_act(&image_part, &per_class, &labels, LEAKY)?;
-        let h = self
-            .bn2
-            .forward_act(&self.conv2.forward(&h)?, train, LEAKY)?
-            .flatten_from(1)?;
+        let conv2 = Conv2d::new(
+            self.weight(self.conv2.weight(), |sn| &sn.conv2, train)?,
+            self.conv2.bias().cloned(),
+            self.conv2.config(),
+        );
+        let h = conv2.forward(&h)?;
+        let h = match &self.bn2 {
+            Some(bn2) => bn2.forward_act(&h, train, LEAKY)?,
+            None => candle_nn::ops::leaky_relu(&h, 0.2)?,
+        }
+        .flatten_from(1)?;
+        let fc = Linear::new(
+            self.weight(self.fc.weight(), |sn| &sn.fc, train)?,
+            self.fc.bias().cloned(),
+        );
         let logit = if self.config.minibatch_std {
-            self.fc
-                .forward(&Tensor::cat(&[&h, &minibatch_std(&h)?], 1)?)?
+            fc.forward(&Tensor::cat(&[&h, &minibatch_std(&h)?], 1)?)?
         } else {
-            self.fc.forward(&h)?
+            fc.forward(&h)?
         }
         .squeeze(1)?;
         let logit = match &self.proj {
-            Some(proj) => (logit + (proj.forward(&labels)? * &h)?.sum(1)?)?,
+            Some(proj) => {
+                let table = match self.sn.as_ref().and_then(|sn| sn.proj.as_ref()) {
+                    Some(sn) => sn.normalise(proj.embeddings(), train)?,
+                    None => proj.embeddings().clone(),
+                };
+                let rows = table.embedding(&labels)?;
+                (logit + (rows * &h)?.sum(1)?)?
+            }
             None => logit,
         };
         Ok((logit, h))
+    }
+
+    /// `weight`, spectrally normalised by the normaliser `pick` selects when D has them.
+    fn weight(
+        &self,
+        weight: &Tensor,
+        pick: impl Fn(&DiscSpectralNorms) -> &SpectralNorm,
+        train: bool,
+    ) -> Result<Tensor> {
+        Ok(match &self.sn {
+            Some(sn) => pick(sn).normalise(weight, train)?,
+            None => weight.clone(),
+        })
     }
 
     /// The label planes of each class, `[10, planes, 28, 28]`: one-hot planes, or the

@@ -578,3 +578,64 @@ fn frozen_discriminator_passes_gradients_to_images_but_not_to_its_weights() {
         );
     }
 }
+
+#[test]
+fn spectral_norm_swaps_d_batch_norm_for_normalised_weights_with_kept_vectors() {
+    let cfg = ModelConfig {
+        spectral_norm: true,
+        projection: true,
+        ..ModelConfig::tiny()
+    };
+    let gan = Gan::new(cfg, 5, &cpu()).unwrap();
+    let w = cfg.disc_width;
+    let names: Vec<String> = gan
+        .state(Net::Discriminator)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("bn2")), "{names:?}");
+    for (name, dims) in [
+        ("disc.conv1.sn_u", vec![w]),
+        ("disc.conv2.sn_u", vec![2 * w]),
+        ("disc.conv2.bias", vec![2 * w]),
+        ("disc.fc.sn_u", vec![1]),
+        ("disc.proj.sn_u", vec![10]),
+    ] {
+        assert_eq!(var(&gan, name).dims(), dims.as_slice(), "{name}");
+    }
+    // The vectors are state: Adam never sees them.
+    let params = gan.params(Net::Discriminator);
+    assert!(params.iter().all(|(n, _)| !n.ends_with("sn_u")));
+    assert!(params.iter().any(|(n, _)| n == "disc.conv2.bias"));
+
+    let x = Tensor::randn(0f32, 1., (10, 1, 28, 28), &cpu()).unwrap();
+    let y = labels(10);
+    let u = var(&gan, "disc.conv2.sn_u");
+    let before = values(u.as_tensor());
+    gan.discriminator.forward_t(&x, &y, false).unwrap();
+    assert_eq!(values(u.as_tensor()), before, "eval mode keeps u");
+    // Training forwards move u to conv2's top singular vector (unit length).
+    for _ in 0..30 {
+        gan.discriminator.forward_t(&x, &y, true).unwrap();
+    }
+    let after = values(u.as_tensor());
+    assert_ne!(after, before);
+    let norm: f32 = after.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    // Scaling every D weight leaves the logits unchanged: each is divided by its own norm
+    // (biases are 0 at init).
+    let logits = values(&gan.discriminator.forward_t(&x, &y, false).unwrap());
+    for name in [
+        "disc.conv1.weight",
+        "disc.conv2.weight",
+        "disc.fc.weight",
+        "disc.proj.weight",
+    ] {
+        let v = var(&gan, name);
+        v.set(&(v.as_tensor() * 7.0).unwrap()).unwrap();
+    }
+    let scaled = values(&gan.discriminator.forward_t(&x, &y, false).unwrap());
+    for (a, b) in logits.iter().zip(&scaled) {
+        assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+}

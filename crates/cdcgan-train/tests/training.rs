@@ -166,6 +166,31 @@ fn mode_seeking_in_either_space_changes_the_weights_and_resumes_exactly() {
 }
 
 #[test]
+fn spectral_norm_trains_keeps_its_vectors_and_resumes_exactly() {
+    let data = patterns(30);
+    let mut cfg = tiny(2, 6);
+    cfg.model.spectral_norm = true;
+    cfg.model.projection = true;
+    let want = trained(cfg.clone(), &data);
+    assert!(want.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    // The power-iteration vectors travel in the state, as unit vectors.
+    let u = &want.iter().find(|(n, _)| n == "disc.conv2.sn_u").unwrap().1;
+    let norm = u.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+
+    // Stopped mid-epoch: the resumed run must pick up the same vectors.
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::create(dir.path(), cfg.clone(), &Device::Cpu).unwrap();
+    run.train(&data, &mut StopAt(7)).unwrap();
+    drop(run);
+    Run::resume(dir.path(), &Device::Cpu)
+        .unwrap()
+        .train(&data, &mut ())
+        .unwrap();
+    assert_eq!(final_state(dir.path()), want);
+}
+
+#[test]
 fn errors_for_nothing_to_resume_and_too_little_data() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
