@@ -37,6 +37,24 @@ fn trained(cfg: cdcgan_train::RunConfig, data: &mnist_data::Split) -> Vec<(Strin
     final_state(dir.path())
 }
 
+/// The final state of a run of `cfg` on `data` stopped after `stop` steps, then resumed to
+/// its end.
+fn stopped_and_resumed(
+    cfg: cdcgan_train::RunConfig,
+    data: &mnist_data::Split,
+    stop: u64,
+) -> Vec<(String, Vec<f32>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Run::create(dir.path(), cfg, &Device::Cpu).unwrap();
+    run.train(data, &mut StopAt(stop)).unwrap();
+    drop(run);
+    Run::resume(dir.path(), &Device::Cpu)
+        .unwrap()
+        .train(data, &mut ())
+        .unwrap();
+    final_state(dir.path())
+}
+
 #[test]
 fn a_run_writes_checkpoints_metrics_and_grids() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,15 +163,7 @@ fn mode_seeking_in_either_space_changes_the_weights_and_resumes_exactly() {
     let want = trained(cfg.clone(), &data);
     assert!(want.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut run = Run::create(dir.path(), cfg.clone(), &Device::Cpu).unwrap();
-    run.train(&data, &mut StopAt(6)).unwrap();
-    drop(run);
-    Run::resume(dir.path(), &Device::Cpu)
-        .unwrap()
-        .train(&data, &mut ())
-        .unwrap();
-    assert_eq!(final_state(dir.path()), want);
+    assert_eq!(stopped_and_resumed(cfg.clone(), &data, 6), want);
 
     let mut in_features = cfg.clone();
     in_features.train.mode_seeking_space = ModeSeekingSpace::DiscFeatures;
@@ -179,15 +189,7 @@ fn spectral_norm_trains_keeps_its_vectors_and_resumes_exactly() {
     assert!((norm - 1.0).abs() < 1e-4, "{norm}");
 
     // Stopped mid-epoch: the resumed run must pick up the same vectors.
-    let dir = tempfile::tempdir().unwrap();
-    let mut run = Run::create(dir.path(), cfg.clone(), &Device::Cpu).unwrap();
-    run.train(&data, &mut StopAt(7)).unwrap();
-    drop(run);
-    Run::resume(dir.path(), &Device::Cpu)
-        .unwrap()
-        .train(&data, &mut ())
-        .unwrap();
-    assert_eq!(final_state(dir.path()), want);
+    assert_eq!(stopped_and_resumed(cfg, &data, 7), want);
 }
 
 #[test]
