@@ -408,7 +408,8 @@ impl SpectralNorm {
             let norm = (t.sqr()?.sum_all()?.sqrt()? + SN_EPS)?;
             t.broadcast_div(&norm)
         };
-        let mut u = self.u.as_tensor().reshape((1, rows))?;
+        // Unit length on read too: a fresh `u` may have any scale.
+        let mut u = unit(self.u.as_tensor().reshape((1, rows))?)?;
         let v = unit(u.matmul(&fixed)?)?;
         if update {
             u = unit(v.matmul(&fixed.t()?)?)?;
@@ -478,6 +479,12 @@ mod tests {
             Tensor::from_vec(values, (5, 2, 2, 2), &device).unwrap()
         };
         let w = Var::from_tensor(&randn()).unwrap();
+        // Read-only use does not depend on the scale of `u`.
+        let before = sn.normalise(w.as_tensor(), false).unwrap();
+        sn.u.set(&(sn.u.as_tensor() * 100.0).unwrap()).unwrap();
+        let scaled = sn.normalise(w.as_tensor(), false).unwrap();
+        let gap = (before - scaled).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(gap.to_scalar::<f32>().unwrap() < 1e-5);
         for _ in 0..100 {
             sn.normalise(w.as_tensor(), true).unwrap();
         }
