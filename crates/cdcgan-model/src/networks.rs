@@ -279,7 +279,7 @@ impl Discriminator {
         train: bool,
     ) -> Result<(Tensor, Tensor)> {
         let labels = labels.to_dtype(DType::U32)?;
-        let w = &self.weight(self.conv1.weight(), |sn| &sn.conv1, train)?;
+        let w = &self.weight(self.conv1.weight(), |sn| Some(&sn.conv1), train)?;
         let planes = w.dim(1)? - 1;
         let stride = self.conv1.config().stride;
         let padding = self.conv1.config().padding;
@@ -296,18 +296,18 @@ impl Discriminator {
         };
         let h = kernels::gather_add_act(&image_part, &per_class, &labels, LEAKY)?;
         let conv2 = Conv2d::new(
-            self.weight(self.conv2.weight(), |sn| &sn.conv2, train)?,
+            self.weight(self.conv2.weight(), |sn| Some(&sn.conv2), train)?,
             self.conv2.bias().cloned(),
             self.conv2.config(),
         );
         let h = conv2.forward(&h)?;
         let h = match &self.bn2 {
             Some(bn2) => bn2.forward_act(&h, train, LEAKY)?,
-            None => candle_nn::ops::leaky_relu(&h, 0.2)?,
+            None => LEAKY.stock(&h)?,
         }
         .flatten_from(1)?;
         let fc = Linear::new(
-            self.weight(self.fc.weight(), |sn| &sn.fc, train)?,
+            self.weight(self.fc.weight(), |sn| Some(&sn.fc), train)?,
             self.fc.bias().cloned(),
         );
         let logit = if self.config.minibatch_std {
@@ -318,27 +318,23 @@ impl Discriminator {
         .squeeze(1)?;
         let logit = match &self.proj {
             Some(proj) => {
-                let table = match self.sn.as_ref().and_then(|sn| sn.proj.as_ref()) {
-                    Some(sn) => sn.normalise(proj.embeddings(), train)?,
-                    None => proj.embeddings().clone(),
-                };
-                let rows = table.embedding(&labels)?;
-                (logit + (rows * &h)?.sum(1)?)?
+                let table = self.weight(proj.embeddings(), |sn| sn.proj.as_ref(), train)?;
+                (logit + (table.embedding(&labels)? * &h)?.sum(1)?)?
             }
             None => logit,
         };
         Ok((logit, h))
     }
 
-    /// `weight`, spectrally normalised by the normaliser `pick` selects when D has them.
+    /// `weight`, spectrally normalised by the normaliser `pick` selects when D has one for it.
     fn weight(
         &self,
         weight: &Tensor,
-        pick: impl Fn(&DiscSpectralNorms) -> &SpectralNorm,
+        pick: impl Fn(&DiscSpectralNorms) -> Option<&SpectralNorm>,
         train: bool,
     ) -> Result<Tensor> {
-        Ok(match &self.sn {
-            Some(sn) => pick(sn).normalise(weight, train)?,
+        Ok(match self.sn.as_ref().and_then(pick) {
+            Some(sn) => sn.normalise(weight, train)?,
             None => weight.clone(),
         })
     }
