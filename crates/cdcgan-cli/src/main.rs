@@ -110,6 +110,11 @@ fn info(path: &std::path::Path) -> Result<()> {
     use std::fmt::Write as _;
     let ckpt = generate::load_checkpoint(path)?;
     let c = ckpt.config();
+    let spectral_norm = match (c.spectral_norm, c.projection && !c.spectral_norm_proj) {
+        (false, _) => "false",
+        (true, false) => "true",
+        (true, true) => "true (projection table left free)",
+    };
     let mut s = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(s, "file:         {}", path.display());
@@ -125,7 +130,7 @@ fn info(path: &std::path::Path) -> Result<()> {
         c.projection,
         c.class_norm,
         c.minibatch_std,
-        c.spectral_norm
+        spectral_norm
     );
     for (k, v) in &ckpt.metadata {
         let key = format!("{}:", k.trim_start_matches("cdcgan."));

@@ -127,6 +127,10 @@ pub struct TrainArgs {
     /// (`--spectral-norm false` turns a config's off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
     pub spectral_norm: Option<bool>,
+    /// With --spectral-norm and --projection, normalise the projection table too (default
+    /// true; `--spectral-norm-proj false` leaves it free, which holds the label better).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
+    pub spectral_norm_proj: Option<bool>,
     /// Use at most this many training images (quick experiments and tests; a resumed run
     /// keeps the limit it was started with).
     #[arg(long, value_name = "N", help_heading = "Data")]
@@ -196,6 +200,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.spectral_norm {
             m.spectral_norm = v;
+        }
+        if let Some(v) = self.spectral_norm_proj {
+            m.spectral_norm_proj = v;
         }
         c.validate()?;
         Ok(c)

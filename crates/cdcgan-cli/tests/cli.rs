@@ -359,6 +359,7 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
         ["--gen-width", "64"],
         ["--projection", "false"],
         ["--spectral-norm", "true"],
+        ["--spectral-norm-proj", "false"],
     ] {
         let mut args = vec!["train", "--resume", "run2", "--data", data, "--lr", "1e-4"];
         args.extend(flag);

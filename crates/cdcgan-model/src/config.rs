@@ -44,6 +44,10 @@ pub struct ModelConfig {
     /// normalised (Miyato et al. 2018), and D drops its BatchNorm for a bias on `conv2`, as in
     /// SN-GAN: each layer is then 1-Lipschitz, which keeps D's gradients to G informative.
     pub spectral_norm: bool,
+    /// With `spectral_norm` and `projection`, `proj` is normalised too (the default, as in
+    /// Miyato & Koyama 2018); `false` leaves the label table free to outgrow the image term,
+    /// which holds the label better (docs/results.md, run 37).
+    pub spectral_norm_proj: bool,
 }
 
 impl Default for ModelConfig {
@@ -64,6 +68,7 @@ impl ModelConfig {
             class_norm: false,
             minibatch_std: false,
             spectral_norm: false,
+            spectral_norm_proj: true,
         }
     }
 
@@ -78,6 +83,7 @@ impl ModelConfig {
             class_norm: false,
             minibatch_std: false,
             spectral_norm: false,
+            spectral_norm_proj: true,
         }
     }
 
@@ -124,7 +130,11 @@ impl ModelConfig {
         // BatchNorm after conv2 (four vectors), or with spectral normalisation a bias on conv2
         // and one `sn_u` per normalised weight (rows: conv1 d, conv2 2d, fc 1, proj 10).
         let (d_norm, d_sn) = if self.spectral_norm {
-            let proj_rows = if self.projection { classes } else { 0 };
+            let proj_rows = if self.projection && self.spectral_norm_proj {
+                classes
+            } else {
+                0
+            };
             (2 * d, d + 2 * d + 1 + proj_rows)
         } else {
             (4 * 2 * d, 0)
@@ -200,6 +210,10 @@ mod tests {
             projection: true,
             ..spectral_norm
         };
+        let free_projection = ModelConfig {
+            spectral_norm_proj: false,
+            ..spectral_projection
+        };
         for c in [
             ModelConfig::dcgan28(),
             ModelConfig::tiny(),
@@ -209,6 +223,7 @@ mod tests {
             minibatch_std,
             spectral_norm,
             spectral_projection,
+            free_projection,
         ] {
             let gan = crate::Gan::new(c, 0, &candle_core::Device::Cpu).unwrap();
             let n: usize = gan.all_vars().iter().map(|(_, v)| v.elem_count()).sum();

@@ -209,8 +209,10 @@ impl Discriminator {
                 conv2: layers::spectral_norm(2 * w, vb.pp("conv2"))?,
                 fc: layers::spectral_norm(1, vb.pp("fc"))?,
                 proj: match proj {
-                    Some(_) => Some(layers::spectral_norm(NUM_CLASSES, vb.pp("proj"))?),
-                    None => None,
+                    Some(_) if config.spectral_norm_proj => {
+                        Some(layers::spectral_norm(NUM_CLASSES, vb.pp("proj"))?)
+                    }
+                    _ => None,
                 },
             };
             let conv2 = layers::conv2d(w, 2 * w, K, HALVE, vb.pp("conv2"))?;

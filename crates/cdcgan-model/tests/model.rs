@@ -639,3 +639,56 @@ fn spectral_norm_swaps_d_batch_norm_for_normalised_weights_with_kept_vectors() {
         assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
     }
 }
+
+#[test]
+fn spectral_norm_can_leave_the_projection_table_free() {
+    let cfg = ModelConfig {
+        spectral_norm: true,
+        projection: true,
+        spectral_norm_proj: false,
+        ..ModelConfig::tiny()
+    };
+    let gan = Gan::new(cfg, 5, &cpu()).unwrap();
+    let names: Vec<String> = gan
+        .state(Net::Discriminator)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.iter().any(|n| n == "disc.fc.sn_u"), "{names:?}");
+    assert!(names.iter().all(|n| n != "disc.proj.sn_u"), "{names:?}");
+
+    // The normalised layers still cancel a scale; the free table passes it on.
+    let x = Tensor::randn(0f32, 1., (10, 1, 28, 28), &cpu()).unwrap();
+    let y = labels(10);
+    let logits = |gan: &Gan| values(&gan.discriminator.forward_t(&x, &y, false).unwrap());
+    let before = logits(&gan);
+    let scale = |name: &str| {
+        let v = var(&gan, name);
+        v.set(&(v.as_tensor() * 7.0).unwrap()).unwrap();
+    };
+    for name in ["disc.conv1.weight", "disc.conv2.weight", "disc.fc.weight"] {
+        scale(name);
+    }
+    let normalised = logits(&gan);
+    for (a, b) in before.iter().zip(&normalised) {
+        assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+    let fc_part = {
+        let v = var(&gan, "disc.proj.weight");
+        let table = v.as_tensor().copy().unwrap();
+        v.set(&table.zeros_like().unwrap()).unwrap();
+        let fc_part = logits(&gan);
+        v.set(&table).unwrap();
+        fc_part
+    };
+    scale("disc.proj.weight");
+    let moved = logits(&gan);
+    for ((a, b), f) in normalised.iter().zip(&moved).zip(&fc_part) {
+        // logit = fc(h) + proj[y]·h: only the projection term grows sevenfold.
+        let want = f + 7.0 * (a - f);
+        assert!(
+            (b - want).abs() < 1e-3 * (1.0 + want.abs()),
+            "{b} vs {want}"
+        );
+    }
+}
