@@ -35,7 +35,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config"])]
     pub resume: Option<PathBuf>,
     /// A TOML config file (see --print-config for every field; `[[phase]]` tables change the
-    /// rates and loss knobs from a given epoch on, as in configs/shipped.toml).
+    /// rates and loss knobs from a given epoch on, as in configs/batchnorm-projection.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print the effective config as TOML and exit.

@@ -170,15 +170,31 @@ fn config_file_and_flags_combine_in_print_config() {
 }
 
 #[test]
-fn the_shipped_recipe_is_one_config_file_with_phases() {
-    let recipe =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/shipped.toml");
+fn the_recipes_are_config_files_and_phases_parse() {
+    let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let dir = tempfile::tempdir().unwrap();
-    let recipe = recipe.to_str().unwrap();
-    let out = cdcgan(dir.path(), &["train", "--config", recipe, "--print-config"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let cfg = cdcgan_train::RunConfig::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap();
-    assert!(cfg.model.projection);
+    let effective = |name: &str| {
+        let recipe = configs.join(name);
+        let out = cdcgan(
+            dir.path(),
+            &[
+                "train",
+                "--config",
+                recipe.to_str().unwrap(),
+                "--print-config",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        cdcgan_train::RunConfig::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap()
+    };
+    let shipped = effective("shipped.toml");
+    let m = shipped.model;
+    assert!(m.projection && m.spectral_norm && !m.spectral_norm_proj);
+    assert_eq!(shipped.train.epochs, 11);
+    assert!(shipped.phases.is_empty());
+
+    let cfg = effective("batchnorm-projection.toml");
+    assert!(cfg.model.projection && !cfg.model.spectral_norm);
     assert_eq!(cfg.train.epochs, 19);
     let phases: Vec<_> = cfg
         .phases
