@@ -40,9 +40,10 @@ pub struct ModelConfig {
     /// std over the batch of each `conv2` feature, averaged, as one more input of `fc`, so D
     /// can tell a batch short of variety from a real one.
     pub minibatch_std: bool,
-    /// D's weights (`conv1`, `conv2`, `fc`, and `proj` with `projection`) are spectrally
-    /// normalised (Miyato et al. 2018), and D drops its BatchNorm for a bias on `conv2`, as in
-    /// SN-GAN: each layer is then 1-Lipschitz, which keeps D's gradients to G informative.
+    /// D's weights (`conv1`, `conv2`, `fc`, and `proj` with `projection` unless
+    /// `spectral_norm_proj` is false) are spectrally normalised (Miyato et al. 2018), and D
+    /// drops its BatchNorm for a bias on `conv2`, as in SN-GAN: each layer is then
+    /// 1-Lipschitz, which keeps D's gradients to G informative.
     pub spectral_norm: bool,
     /// With `spectral_norm` and `projection`, `proj` is normalised too (the default, as in
     /// Miyato & Koyama 2018); `false` leaves the label table free to outgrow the image term,
