@@ -26,6 +26,25 @@ fn var(gan: &Gan, name: &str) -> Var {
         .unwrap_or_else(|| panic!("no variable {name}"))
 }
 
+/// The names of `net`'s state (parameters and kept statistics or vectors).
+fn state_names(gan: &Gan, net: Net) -> Vec<String> {
+    gan.state(net).into_iter().map(|(n, _)| n).collect()
+}
+
+/// Multiplies the variable `name` of `gan` by `k` in place.
+fn scale(gan: &Gan, name: &str, k: f64) {
+    let v = var(gan, name);
+    v.set(&(v.as_tensor() * k).unwrap()).unwrap();
+}
+
+/// Each `got` within `tol` of `want`, relative to `1 + |want|`.
+fn assert_close(want: &[f32], got: &[f32], tol: f32) {
+    assert_eq!(want.len(), got.len());
+    for (w, g) in want.iter().zip(got) {
+        assert!((w - g).abs() < tol * (1.0 + w.abs()), "{g} vs {w}");
+    }
+}
+
 #[test]
 fn dcgan28_tensor_names_and_shapes_follow_the_spec() {
     let gan = Gan::new(ModelConfig::dcgan28(), 0, &cpu()).unwrap();
@@ -588,11 +607,7 @@ fn spectral_norm_swaps_d_batch_norm_for_normalised_weights_with_kept_vectors() {
     };
     let gan = Gan::new(cfg, 5, &cpu()).unwrap();
     let w = cfg.disc_width;
-    let names: Vec<String> = gan
-        .state(Net::Discriminator)
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names = state_names(&gan, Net::Discriminator);
     assert!(names.iter().all(|n| !n.contains("bn2")), "{names:?}");
     for (name, dims) in [
         ("disc.conv1.sn_u", vec![w]),
@@ -631,13 +646,10 @@ fn spectral_norm_swaps_d_batch_norm_for_normalised_weights_with_kept_vectors() {
         "disc.fc.weight",
         "disc.proj.weight",
     ] {
-        let v = var(&gan, name);
-        v.set(&(v.as_tensor() * 7.0).unwrap()).unwrap();
+        scale(&gan, name, 7.0);
     }
     let scaled = values(&gan.discriminator.forward_t(&x, &y, false).unwrap());
-    for (a, b) in logits.iter().zip(&scaled) {
-        assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
-    }
+    assert_close(&logits, &scaled, 1e-4);
 }
 
 #[test]
@@ -649,11 +661,7 @@ fn spectral_norm_can_leave_the_projection_table_free() {
         ..ModelConfig::tiny()
     };
     let gan = Gan::new(cfg, 5, &cpu()).unwrap();
-    let names: Vec<String> = gan
-        .state(Net::Discriminator)
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names = state_names(&gan, Net::Discriminator);
     assert!(names.iter().any(|n| n == "disc.fc.sn_u"), "{names:?}");
     assert!(names.iter().all(|n| n != "disc.proj.sn_u"), "{names:?}");
 
@@ -662,17 +670,11 @@ fn spectral_norm_can_leave_the_projection_table_free() {
     let y = labels(10);
     let logits = |gan: &Gan| values(&gan.discriminator.forward_t(&x, &y, false).unwrap());
     let before = logits(&gan);
-    let scale = |name: &str| {
-        let v = var(&gan, name);
-        v.set(&(v.as_tensor() * 7.0).unwrap()).unwrap();
-    };
     for name in ["disc.conv1.weight", "disc.conv2.weight", "disc.fc.weight"] {
-        scale(name);
+        scale(&gan, name, 7.0);
     }
     let normalised = logits(&gan);
-    for (a, b) in before.iter().zip(&normalised) {
-        assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
-    }
+    assert_close(&before, &normalised, 1e-4);
     let fc_part = {
         let v = var(&gan, "disc.proj.weight");
         let table = v.as_tensor().copy().unwrap();
@@ -681,14 +683,12 @@ fn spectral_norm_can_leave_the_projection_table_free() {
         v.set(&table).unwrap();
         fc_part
     };
-    scale("disc.proj.weight");
-    let moved = logits(&gan);
-    for ((a, b), f) in normalised.iter().zip(&moved).zip(&fc_part) {
-        // logit = fc(h) + proj[y]·h: only the projection term grows sevenfold.
-        let want = f + 7.0 * (a - f);
-        assert!(
-            (b - want).abs() < 1e-3 * (1.0 + want.abs()),
-            "{b} vs {want}"
-        );
-    }
+    scale(&gan, "disc.proj.weight", 7.0);
+    // logit = fc(h) + proj[y]·h: only the projection term grows sevenfold.
+    let want: Vec<f32> = normalised
+        .iter()
+        .zip(&fc_part)
+        .map(|(a, f)| f + 7.0 * (a - f))
+        .collect();
+    assert_close(&want, &logits(&gan), 1e-3);
 }
