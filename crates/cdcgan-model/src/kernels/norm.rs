@@ -123,23 +123,35 @@ fn channel_sums(
 /// `(Σ f(e).0, Σ f(e).1)` over `v`, accumulated in eight f32 lanes (which the compiler can
 /// vectorise, unlike one serial float sum) and returned as f64.
 fn lane_sums(v: &[f32], f: impl Fn(f32) -> (f32, f32)) -> (f64, f64) {
-    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-    let chunks = v.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for ((a, b), &e) in a.iter_mut().zip(b.iter_mut()).zip(chunk) {
-            let (x, y) = f(e);
-            *a += x;
-            *b += y;
+    lane_sums3(v, v, v, |e, _, _| f(e))
+}
+
+/// [`lane_sums`] over three slices of one length side by side: `Σ f(a[i], b[i], c[i])`.
+fn lane_sums3(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    f: impl Fn(f32, f32, f32) -> (f32, f32),
+) -> (f64, f64) {
+    const L: usize = 8;
+    let (mut s, mut t) = ([0f32; L], [0f32; L]);
+    let (a8, b8, c8) = (a.chunks_exact(L), b.chunks_exact(L), c.chunks_exact(L));
+    let tails = (a8.remainder(), b8.remainder(), c8.remainder());
+    for ((a, b), c) in a8.zip(b8).zip(c8) {
+        for l in 0..L {
+            let (x, y) = f(a[l], b[l], c[l]);
+            s[l] += x;
+            t[l] += y;
         }
     }
-    for (i, &e) in tail.iter().enumerate() {
-        let (x, y) = f(e);
-        a[i] += x;
-        b[i] += y;
+    let (ta, tb, tc) = tails;
+    for (l, ((&a, &b), &c)) in ta.iter().zip(tb).zip(tc).enumerate() {
+        let (x, y) = f(a, b, c);
+        s[l] += x;
+        t[l] += y;
     }
-    let total = |l: [f32; 8]| l.iter().map(|&x| f64::from(x)).sum::<f64>();
-    (total(a), total(b))
+    let total = |l: [f32; L]| l.iter().map(|&x| f64::from(x)).sum::<f64>();
+    (total(s), total(t))
 }
 
 struct Stats;
@@ -300,13 +312,12 @@ impl CustomOp3 for BatchNormGrad {
         let sums = channel_sums(n, c, |img, ch| {
             let o = (img * c + ch) * p;
             let (mean, inv) = ms[ch];
-            let (mut sg, mut sgx) = (0f32, 0f32);
-            for i in o..o + p {
-                let g = dy[i] * act.slope_at_output(y[i]);
-                sg += g;
-                sgx += g * (x[i] - mean) * inv;
-            }
-            (f64::from(sg), f64::from(sgx))
+            let r = o..o + p;
+            let (sg, sgx) = lane_sums3(&x[r.clone()], &y[r.clone()], &dy[r], |xi, yi, di| {
+                let g = di * act.slope_at_output(yi);
+                (g, g * (xi - mean))
+            });
+            (sg, sgx * f64::from(inv))
         });
         let count = (n * p).max(1) as f32;
         // dx = k·(g - mean(g) - x̂·mean(g·x̂)) with k = gamma·inv and x̂ = (x - mean)·inv,
