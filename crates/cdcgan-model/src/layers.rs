@@ -134,7 +134,7 @@ impl Module for ConvTranspose2d {
 fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         None => Ok(y),
-        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        Some(b) => Ok(kernels::add_bias(&y, b)?),
     }
 }
 

@@ -293,7 +293,7 @@ impl Discriminator {
             padding,
         )?;
         let per_class = match self.conv1.bias() {
-            Some(bias) => per_class.broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?)?,
+            Some(bias) => kernels::add_bias(&per_class, bias)?,
             None => per_class,
         };
         let h = kernels::gather_add_act(&image_part, &per_class, &labels, LEAKY)?;

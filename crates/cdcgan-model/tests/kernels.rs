@@ -359,6 +359,41 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn add_bias_matches_broadcast_add(
+        n in 1usize..5, c in 1usize..6, h in 1usize..9, w in 1usize..9, seed in any::<u64>(),
+    ) {
+        let x = seeded(seed, &[n, c, h, w]);
+        let b = seeded(seed + 1, &[c]);
+        let run = |fast: bool| {
+            let (xv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&b).unwrap());
+            let y = if fast {
+                kernels::add_bias(xv.as_tensor(), bv.as_tensor()).unwrap()
+            } else {
+                let col = bv.as_tensor().reshape((1, c, 1, 1)).unwrap();
+                xv.as_tensor().broadcast_add(&col).unwrap()
+            };
+            let r = seeded(seed ^ 0x33, y.dims());
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let get = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
+            (y, get(&xv), get(&bv))
+        };
+        let (ours, reference) = (run(true), run(false));
+        prop_assert!(rel_err(&ours.0, &reference.0) < 1e-6, "forward");
+        prop_assert!(rel_err(&ours.1, &reference.1) < 1e-6, "input grad");
+        prop_assert!(rel_err(&ours.2, &reference.2) < 1e-5, "bias grad");
+    }
+}
+
+#[test]
+fn add_bias_refuses_a_bias_of_the_wrong_size() {
+    let err = kernels::add_bias(&seeded(1, &[2, 3, 4, 4]), &seeded(2, &[4])).unwrap_err();
+    assert!(err.to_string().contains("3 channels"), "{err}");
+}
+
 #[test]
 fn channel_stats_keep_a_small_spread_under_a_large_mean() {
     // E[x²] - E[x]² in f32 loses such a variance entirely; the exact values come from f64.

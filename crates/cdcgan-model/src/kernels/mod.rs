@@ -30,7 +30,8 @@
 //! multiply-adds.
 //!
 //! [`batch_norm`] normalises with batch or running statistics and applies the following
-//! activation in the same pass; its backward is two passes over the batch.
+//! activation in the same pass; its backward is two passes over the batch. [`add_bias`]
+//! adds a per-channel bias and sums its gradient per channel in one pass.
 //!
 //! Any other device or dtype falls back to candle's own ops, so GPU builds keep working;
 //! [`set_fast_kernels`] switches the fast path off for comparisons.
@@ -42,10 +43,12 @@ use candle_core::{CpuStorage, DType, Layout, Tensor};
 use rayon::prelude::*;
 
 mod act;
+mod bias;
 mod conv;
 mod norm;
 
 pub use act::{Activation, gather_add_act};
+pub use bias::add_bias;
 pub use conv::{conv_transpose2d, conv2d};
 pub use norm::{batch_norm, channel_stats};
 

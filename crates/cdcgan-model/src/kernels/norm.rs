@@ -80,7 +80,7 @@ pub fn batch_norm(
 }
 
 /// `(n, c, positions per channel and image)` of a contiguous `[n, c, ...]` layout.
-fn ncp(l: &Layout, what: &str) -> CResult<(usize, usize, usize)> {
+pub(super) fn ncp(l: &Layout, what: &str) -> CResult<(usize, usize, usize)> {
     let dims = l.dims();
     if dims.len() < 2 {
         candle_core::bail!("{what}: expects [n, c, ...], got {dims:?}")
@@ -89,7 +89,7 @@ fn ncp(l: &Layout, what: &str) -> CResult<(usize, usize, usize)> {
 }
 
 /// Per-channel `(Σ a, Σ b)` in f64 over `[n, c, p]` data, split across threads by image.
-fn channel_sums(
+pub(super) fn channel_sums(
     n: usize,
     c: usize,
     f: impl Fn(usize, usize) -> (f64, f64) + Sync,
@@ -122,7 +122,7 @@ fn channel_sums(
 
 /// `(Σ f(e).0, Σ f(e).1)` over `v`, accumulated in eight f32 lanes (which the compiler can
 /// vectorise, unlike one serial float sum) and returned as f64.
-fn lane_sums(v: &[f32], f: impl Fn(f32) -> (f32, f32)) -> (f64, f64) {
+pub(super) fn lane_sums(v: &[f32], f: impl Fn(f32) -> (f32, f32)) -> (f64, f64) {
     lane_sums3(v, v, v, |e, _, _| f(e))
 }
 
