@@ -203,6 +203,8 @@ fn message(e: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    // SAFETY: first thing in `main`: no other thread exists yet.
+    unsafe { cdcgan_model::kernels::shorten_candle_spin() };
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,

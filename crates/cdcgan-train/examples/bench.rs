@@ -137,6 +137,8 @@ fn layer(
 
 fn main() -> Res<()> {
     keep_freed_memory();
+    // SAFETY: first thing in `main`: no other thread exists yet.
+    unsafe { kernels::shorten_candle_spin() };
     let args = parse()?;
     kernels::set_fast_kernels(!args.stock);
     let dev = Device::Cpu;
