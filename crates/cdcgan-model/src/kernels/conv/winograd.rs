@@ -116,47 +116,25 @@ trait Axis<const N: usize, const M: usize> {
     fn apply(d: &[Lane; N]) -> [Lane; M];
 }
 
-/// [`bt_1d`], the input transform.
-struct Bt;
-/// [`at_1d`], the output transform.
-struct At;
-/// [`a_1d`], the output-gradient transform.
-struct A;
-/// [`g_1d`], the kernel transform.
-struct Gk;
-/// [`gt_1d`], the kernel-gradient transform.
-struct Gt;
+/// Defines the unit struct `$name`, whose [`Axis`] is the 1-d transform `$f`.
+macro_rules! axis {
+    ($(#[$doc:meta])* $name:ident: $n:literal -> $m:literal = $f:ident) => {
+        $(#[$doc])*
+        struct $name;
+        impl Axis<$n, $m> for $name {
+            #[inline(always)]
+            fn apply(d: &[Lane; $n]) -> [Lane; $m] {
+                $f(d)
+            }
+        }
+    };
+}
 
-impl Axis<5, 5> for Bt {
-    #[inline(always)]
-    fn apply(d: &[Lane; 5]) -> [Lane; 5] {
-        bt_1d(d)
-    }
-}
-impl Axis<5, 4> for At {
-    #[inline(always)]
-    fn apply(d: &[Lane; 5]) -> [Lane; 4] {
-        at_1d(d)
-    }
-}
-impl Axis<4, 5> for A {
-    #[inline(always)]
-    fn apply(d: &[Lane; 4]) -> [Lane; 5] {
-        a_1d(d)
-    }
-}
-impl Axis<2, 5> for Gk {
-    #[inline(always)]
-    fn apply(d: &[Lane; 2]) -> [Lane; 5] {
-        g_1d(d)
-    }
-}
-impl Axis<5, 2> for Gt {
-    #[inline(always)]
-    fn apply(d: &[Lane; 5]) -> [Lane; 2] {
-        gt_1d(d)
-    }
-}
+axis!(/** [`bt_1d`], the input transform. */ Bt: 5 -> 5 = bt_1d);
+axis!(/** [`at_1d`], the output transform. */ At: 5 -> 4 = at_1d);
+axis!(/** [`a_1d`], the output-gradient transform. */ A: 4 -> 5 = a_1d);
+axis!(/** [`g_1d`], the kernel transform. */ Gk: 2 -> 5 = g_1d);
+axis!(/** [`gt_1d`], the kernel-gradient transform. */ Gt: 5 -> 2 = gt_1d);
 
 /// `F` applied to every column of `d`, then to every row: `F · d · Fᵀ` for a 1-d transform `F`.
 ///
