@@ -190,8 +190,13 @@ fn the_recipes_are_config_files_and_phases_parse() {
     let shipped = effective("shipped.toml");
     let m = shipped.model;
     assert!(m.projection && m.spectral_norm && !m.spectral_norm_proj);
-    assert_eq!(shipped.train.epochs, 11);
-    assert!(shipped.phases.is_empty());
+    assert_eq!(shipped.train.epochs, 13);
+    let phases: Vec<_> = shipped
+        .phases
+        .iter()
+        .map(|p| (p.from_epoch, p.lr))
+        .collect();
+    assert_eq!(phases, [(10, Some(5e-5))]);
 
     let cfg = effective("batchnorm-projection.toml");
     assert!(cfg.model.projection && !cfg.model.spectral_norm);
