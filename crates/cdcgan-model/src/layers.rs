@@ -131,7 +131,8 @@ impl Module for ConvTranspose2d {
     }
 }
 
-fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+/// `y` plus the per-channel `bias`, if there is one.
+pub(crate) fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
         None => Ok(y),
         Some(b) => Ok(kernels::add_bias(&y, b)?),

@@ -292,10 +292,7 @@ impl Discriminator {
             stride,
             padding,
         )?;
-        let per_class = match self.conv1.bias() {
-            Some(bias) => kernels::add_bias(&per_class, bias)?,
-            None => per_class,
-        };
+        let per_class = layers::add_bias(per_class, self.conv1.bias())?;
         let h = kernels::gather_add_act(&image_part, &per_class, &labels, LEAKY)?;
         let conv2 = Conv2d::new(
             self.weight(self.conv2.weight(), |sn| Some(&sn.conv2), train)?,
