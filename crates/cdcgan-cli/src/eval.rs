@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 use cdcgan_eval::{
-    Classifier, Evaluator, FitConfig, META_RECORD, Metrics, classification_accuracy_score, fit,
-    per_class_subset,
+    Cas, Classifier, Evaluator, FitConfig, META_RECORD, Metrics, classification_accuracy_score,
+    fit, per_class_subset,
 };
 use clap::Args;
 use mnist_data::{NUM_CLASSES, Split};
@@ -206,8 +206,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     } else {
         None
     };
-    if let Some(score) = cas {
-        print_all(&format!(
+    if let Some(score) = &cas {
+        let mut out = format!(
             "CAS: a classifier trained on {} {name} digits scores {} on the real test set \
              (trained on the real training set: {})\n",
             if generated.is_some() {
@@ -215,9 +215,22 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             } else {
                 mnist.train.len()
             },
-            pct(score),
+            pct(score.accuracy),
             pct(judge_acc)
-        ))?;
+        );
+        out.push_str(&class_rows(
+            "CAS per class",
+            &[
+                (format!("CAS % ({name})"), &score.class_accuracy, 100.0, 2),
+                (
+                    "CAS % (real (train))".into(),
+                    evaluator.test_class_accuracy(),
+                    100.0,
+                    2,
+                ),
+            ],
+        ));
+        print_all(&out)?;
     }
     let json = serde_json::json!({
         "source": source_name(args),
@@ -226,8 +239,10 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         "judge_test_accuracy": judge_acc,
         "generated": generated,
         "real": real,
-        "cas": cas,
-        "cas_real": cas.map(|_| judge_acc),
+        "cas": cas.as_ref().map(|c| c.accuracy),
+        "cas_class": cas.as_ref().map(|c| &c.class_accuracy),
+        "cas_real": cas.as_ref().map(|_| judge_acc),
+        "cas_real_class": cas.as_ref().map(|_| evaluator.test_class_accuracy()),
     });
     print_all(&format!("{json}\n"))
 }
@@ -278,30 +293,39 @@ fn table(columns: &[(&str, &Metrics)]) -> String {
         }
         s.push('\n');
     }
-    let _ = write!(s, "\n{:<22}", "per class");
+    s.push('\n');
+    let mut rows: Vec<ClassRow> = Vec::new();
+    for (name, m) in columns {
+        rows.push((format!("accuracy % ({name})"), &m.class_accuracy, 100.0, 2));
+        rows.push((format!("intra-FID ({name})"), &m.intra_fid, 1.0, 2));
+        rows.push((format!("diversity ({name})"), &m.diversity, 1.0, 3));
+    }
+    s.push_str(&class_rows("per class", &rows));
+    s
+}
+
+/// A row of per-class values: label, values, scale, decimals.
+type ClassRow<'a> = (String, &'a [f64], f64, usize);
+
+/// A header of the classes and one line per row, each value times its scale.
+fn class_rows(title: &str, rows: &[ClassRow]) -> String {
+    let mut s = format!("{title:<22}");
     for c in 0..NUM_CLASSES {
         let _ = write!(s, "{c:>7}");
     }
     s.push('\n');
-    for (name, m) in columns {
-        let per: [(&str, &[f64], f64, usize); 3] = [
-            ("accuracy %", &m.class_accuracy, 100.0, 2),
-            ("intra-FID", &m.intra_fid, 1.0, 2),
-            ("diversity", &m.diversity, 1.0, 3),
-        ];
-        for (label, values, scale, prec) in per {
-            let _ = write!(s, "{:<22}", format!("{label} ({name})"));
-            for v in values {
-                let _ = write!(s, "{:>7.prec$}", v * scale);
-            }
-            s.push('\n');
+    for (label, values, scale, prec) in rows {
+        let _ = write!(s, "{label:<22}");
+        for v in *values {
+            let _ = write!(s, "{:>7.prec$}", v * scale);
         }
+        s.push('\n');
     }
     s
 }
 
 /// Trains a fresh classifier on `train` with the judge's recipe and tests it on `test`.
-fn cas(train: &Split, test: &Split) -> Result<f64> {
+fn cas(train: &Split, test: &Split) -> Result<Cas> {
     let config = FitConfig::default();
     let started = Instant::now();
     eprintln!(

@@ -270,6 +270,23 @@ impl Classifier {
     }
 }
 
+/// Per class `c` in 0..10: the fraction of the items labelled `c` that were predicted `c` (0
+/// for a class with no items).
+pub fn class_accuracy(predictions: &[u8], labels: &[u8]) -> Vec<f64> {
+    let mut hits = [0usize; NUM_CLASSES];
+    let mut seen = [0usize; NUM_CLASSES];
+    for (&p, &l) in predictions.iter().zip(labels) {
+        if let Some(n) = seen.get_mut(usize::from(l)) {
+            *n += 1;
+            hits[usize::from(l)] += usize::from(p == l);
+        }
+    }
+    hits.iter()
+        .zip(&seen)
+        .map(|(&h, &n)| if n == 0 { 0.0 } else { h as f64 / n as f64 })
+        .collect()
+}
+
 /// Fraction of `predictions` equal to `labels` (0 for empty input).
 pub fn accuracy(predictions: &[u8], labels: &[u8]) -> f64 {
     let n = predictions.len().min(labels.len());

@@ -26,9 +26,11 @@ mod fit;
 pub mod frechet;
 mod metrics;
 
-pub use classifier::{CLASSIFIER_ARCH, Classifier, FEATURES, META_RECORD, Scores, accuracy};
+pub use classifier::{
+    CLASSIFIER_ARCH, Classifier, FEATURES, META_RECORD, Scores, accuracy, class_accuracy,
+};
 pub use error::{Error, Result};
 pub use fit::{FitConfig, FitEpoch, fit};
 pub use metrics::{
-    DIVERSITY_SAMPLES, Evaluator, Metrics, classification_accuracy_score, per_class_subset,
+    Cas, DIVERSITY_SAMPLES, Evaluator, Metrics, classification_accuracy_score, per_class_subset,
 };

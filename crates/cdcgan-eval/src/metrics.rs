@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::classifier::{Classifier, FEATURES, Scores, accuracy};
+use crate::classifier::{Classifier, FEATURES, Scores, accuracy, class_accuracy};
 use crate::error::{Error, Result};
 use crate::fit::{FitConfig, fit};
 use crate::frechet::{Gaussian, frechet_distance, mean_pairwise_distance};
@@ -41,6 +41,7 @@ pub struct Metrics {
 pub struct Evaluator {
     classifier: Classifier,
     test_accuracy: f64,
+    test_class_accuracy: Vec<f64>,
     all: Gaussian,
     per_class: Vec<Gaussian>,
     spread: Vec<f64>,
@@ -51,6 +52,7 @@ impl Evaluator {
     pub fn new(classifier: Classifier, test: &Split) -> Result<Self> {
         let scores = classifier.score(test)?;
         let test_accuracy = accuracy(&scores.predictions, test.labels());
+        let test_class_accuracy = class_accuracy(&scores.predictions, test.labels());
         let by_class = split_by_class(&scores, test.labels());
         let per_class = by_class
             .iter()
@@ -61,6 +63,7 @@ impl Evaluator {
             all: Gaussian::fit(&scores.features, FEATURES)?,
             classifier,
             test_accuracy,
+            test_class_accuracy,
             per_class,
             spread,
         })
@@ -69,6 +72,11 @@ impl Evaluator {
     /// The classifier's accuracy on the real test set.
     pub fn test_accuracy(&self) -> f64 {
         self.test_accuracy
+    }
+
+    /// The same, per class (the fraction of each class's test digits it names right).
+    pub fn test_class_accuracy(&self) -> &[f64] {
+        &self.test_class_accuracy
     }
 
     /// The classifier.
@@ -81,7 +89,6 @@ impl Evaluator {
     pub fn evaluate(&self, set: &Split) -> Result<Metrics> {
         let scores = self.classifier.score(set)?;
         let by_class = split_by_class(&scores, set.labels());
-        let mut class_accuracy = Vec::with_capacity(NUM_CLASSES);
         let mut intra_fid = Vec::with_capacity(NUM_CLASSES);
         let mut diversity = Vec::with_capacity(NUM_CLASSES);
         for (c, features) in by_class.iter().enumerate() {
@@ -91,14 +98,6 @@ impl Evaluator {
                     "class {c} has {n} image(s); every class needs at least 2"
                 )));
             }
-            let (pred, labels): (Vec<u8>, Vec<u8>) = scores
-                .predictions
-                .iter()
-                .zip(set.labels())
-                .filter(|(_, l)| usize::from(**l) == c)
-                .map(|(p, l)| (*p, *l))
-                .unzip();
-            class_accuracy.push(accuracy(&pred, &labels));
             intra_fid.push(frechet_distance(
                 &Gaussian::fit(features, FEATURES)?,
                 &self.per_class[c],
@@ -108,7 +107,7 @@ impl Evaluator {
         Ok(Metrics {
             count: set.len(),
             accuracy: accuracy(&scores.predictions, set.labels()),
-            class_accuracy,
+            class_accuracy: class_accuracy(&scores.predictions, set.labels()),
             fid: frechet_distance(&Gaussian::fit(&scores.features, FEATURES)?, &self.all),
             intra_fid_mean: intra_fid.iter().sum::<f64>() / NUM_CLASSES as f64,
             intra_fid,
@@ -117,16 +116,31 @@ impl Evaluator {
     }
 }
 
+/// A Classification Accuracy Score: how well a classifier trained on one set (e.g. generated
+/// digits) names the real test digits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cas {
+    /// Top-1 accuracy on the test set (0..1).
+    pub accuracy: f64,
+    /// The same per class: the fraction of each class's test digits named right, which shows
+    /// the classes whose real variety the training set did not cover.
+    pub class_accuracy: Vec<f64>,
+}
+
 /// Classification Accuracy Score: trains a fresh classifier on `train` (e.g. generated
-/// digits) with `config` and returns its accuracy on the real `test` set.
+/// digits) with `config` and measures it on the real `test` set.
 pub fn classification_accuracy_score(
     train: &Split,
     test: &Split,
     config: &FitConfig,
     device: &Device,
     on_epoch: impl FnMut(&Classifier, crate::FitEpoch) -> bool,
-) -> Result<f64> {
-    fit(train, config, device, on_epoch)?.accuracy(test)
+) -> Result<Cas> {
+    let scores = fit(train, config, device, on_epoch)?.score(test)?;
+    Ok(Cas {
+        accuracy: accuracy(&scores.predictions, test.labels()),
+        class_accuracy: class_accuracy(&scores.predictions, test.labels()),
+    })
 }
 
 /// `per_class` images of each class drawn from `split` (seeded), grouped by class 0..9.

@@ -3,7 +3,10 @@
 
 use candle_core::{DType, Device};
 use cdcgan_eval::frechet::{Gaussian, frechet_distance};
-use cdcgan_eval::{Classifier, Evaluator, FitConfig, accuracy, fit, per_class_subset};
+use cdcgan_eval::{
+    Classifier, Evaluator, FitConfig, accuracy, class_accuracy, classification_accuracy_score, fit,
+    per_class_subset,
+};
 use mnist_data::{IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, Split};
 use proptest::prelude::*;
 
@@ -64,6 +67,9 @@ fn the_evaluator_reads_labels_spread_and_distance() {
     assert!((0.03..0.25).contains(&a), "shuffled-label accuracy {a}");
 
     let eval = Evaluator::new(net, &test).unwrap();
+    let per_class = eval.test_class_accuracy();
+    let mean = per_class.iter().sum::<f64>() / NUM_CLASSES as f64;
+    assert!((mean - eval.test_accuracy()).abs() < 1e-12, "{per_class:?}");
     // The test set measured against itself: perfect on every count.
     let same = eval.evaluate(&test).unwrap();
     // 40 images per class give rank-deficient covariances; the square roots of their
@@ -96,6 +102,52 @@ fn the_evaluator_reads_labels_spread_and_distance() {
     // A class with fewer than two images cannot be measured.
     let err = eval.evaluate(&patterns(19, 1)).unwrap_err().to_string();
     assert!(err.contains("class 9"), "{err}");
+}
+
+#[test]
+fn class_accuracy_is_the_recall_of_each_class() {
+    let labels = [0, 0, 1, 1, 1, 1, 3, 9, 9, 200];
+    let preds = [0, 1, 1, 1, 1, 2, 3, 0, 9, 200];
+    let per = class_accuracy(&preds, &labels);
+    // Class 2 and 4-8 have no items; label 200 is no class and is left out.
+    let want = [0.5, 0.75, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5];
+    assert_eq!(per, want);
+}
+
+#[test]
+fn cas_trains_on_one_set_and_reads_each_class_of_another() {
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 50,
+        lr: 2e-3,
+        shift: 1,
+        seed: 3,
+    };
+    let test = patterns(400, 2);
+    let good =
+        classification_accuracy_score(&patterns(600, 1), &test, &config, &Device::Cpu, |_, _| true)
+            .unwrap();
+    assert!(good.accuracy > 0.95, "{good:?}");
+    // Balanced classes: the overall accuracy is the mean of the per-class ones.
+    let mean = good.class_accuracy.iter().sum::<f64>() / NUM_CLASSES as f64;
+    assert!((mean - good.accuracy).abs() < 1e-12, "{good:?}");
+
+    // A training set whose class 3 shows class 4's bar teaches nothing of class 3.
+    let train = patterns(600, 1);
+    let mut pixels = train.pixels().to_vec();
+    for i in (3..train.len()).step_by(NUM_CLASSES) {
+        let four = train.image(i + 1).to_vec();
+        pixels[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS].copy_from_slice(&four);
+    }
+    let missing = Split::new(pixels, train.labels().to_vec()).unwrap();
+    let cas =
+        classification_accuracy_score(&missing, &test, &config, &Device::Cpu, |_, _| true).unwrap();
+    assert!(cas.class_accuracy[3] < 0.5, "{cas:?}");
+    let others = (0..NUM_CLASSES).filter(|&c| c != 3 && c != 4);
+    assert!(
+        others.map(|c| cas.class_accuracy[c]).all(|a| a > 0.9),
+        "{cas:?}"
+    );
 }
 
 #[test]
