@@ -35,15 +35,19 @@ fn patterns(n: usize, seed: u32) -> Split {
     Split::new(images, labels).unwrap()
 }
 
-fn quick_fit(train: &Split) -> Classifier {
-    let config = FitConfig {
+/// A recipe that learns the bars in a second.
+fn quick_config() -> FitConfig {
+    FitConfig {
         epochs: 2,
         batch_size: 50,
         lr: 2e-3,
         shift: 1,
         seed: 3,
-    };
-    fit(train, &config, &Device::Cpu, |_, _| true).unwrap()
+    }
+}
+
+fn quick_fit(train: &Split) -> Classifier {
+    fit(train, &quick_config(), &Device::Cpu, |_, _| true).unwrap()
 }
 
 #[test]
@@ -116,13 +120,7 @@ fn class_accuracy_is_the_recall_of_each_class() {
 
 #[test]
 fn cas_trains_on_one_set_and_reads_each_class_of_another() {
-    let config = FitConfig {
-        epochs: 2,
-        batch_size: 50,
-        lr: 2e-3,
-        shift: 1,
-        seed: 3,
-    };
+    let config = quick_config();
     let test = patterns(400, 2);
     let good =
         classification_accuracy_score(&patterns(600, 1), &test, &config, &Device::Cpu, |_, _| true)
