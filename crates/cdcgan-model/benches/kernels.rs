@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor, Var};
 use cdcgan_model::kernels::{self, Activation};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 fn randn(shape: &[usize]) -> Tensor {
     Tensor::randn(0f32, 1., shape, &Device::Cpu).expect("randn")
@@ -70,4 +70,12 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `criterion_main!` with the spin of candle's element-wise pool shortened first, as the
+/// `cdcgan` binary and `cargo xtask bench` run it.
+fn main() {
+    // SAFETY: first thing in `main`: no other thread exists yet.
+    unsafe { kernels::shorten_candle_spin() };
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

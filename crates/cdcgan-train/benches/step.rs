@@ -4,7 +4,7 @@
 use candle_core::{Device, Tensor};
 use cdcgan_model::{Gan, ModelConfig, noise};
 use cdcgan_train::{RunConfig, Trainer};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use rand::SeedableRng;
 
 fn bench(c: &mut Criterion) {
@@ -37,4 +37,12 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `criterion_main!` with the spin of candle's element-wise pool shortened first, as the
+/// `cdcgan` binary and `cargo xtask bench` run it.
+fn main() {
+    // SAFETY: first thing in `main`: no other thread exists yet.
+    unsafe { cdcgan_model::kernels::shorten_candle_spin() };
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
