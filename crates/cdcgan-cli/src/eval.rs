@@ -222,8 +222,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             "CAS per class",
             &[
                 (format!("CAS % ({name})"), &score.class_accuracy, 100.0, 2),
+                // The judge: the same recipe, trained on the real training set.
                 (
-                    "CAS % (real (train))".into(),
+                    "CAS % (judge)".into(),
                     evaluator.test_class_accuracy(),
                     100.0,
                     2,
