@@ -42,6 +42,33 @@ fn eval_prints_scores_beside_the_real_baseline() {
     let again = cdcgan(dir.path(), &["eval", "--data", data, "--per-class", "4"]);
     assert_eq!(json_line(&again), j);
 
+    // CAS, overall and per class, beside the judge's own per-class accuracy.
+    let out = cdcgan(
+        dir.path(),
+        &[
+            "eval",
+            "--data",
+            data,
+            "--per-class",
+            "4",
+            "--cas",
+            "--cas-per-class",
+            "3",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for row in ["CAS per class", "CAS % (generated)", "CAS % (judge)"] {
+        assert!(text.contains(row), "{row} missing:\n{text}");
+    }
+    let j = json_line(&out);
+    let cas = j["cas"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&cas), "{cas}");
+    for key in ["cas_class", "cas_real_class"] {
+        assert_eq!(j[key].as_array().map(Vec::len), Some(10), "{key}: {j}");
+    }
+    assert_eq!(j["cas_real"], j["judge_test_accuracy"]);
+
     let out = cdcgan(
         dir.path(),
         &["eval", "--data", data, "--per-class", "4", "--real"],
