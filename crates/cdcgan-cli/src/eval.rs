@@ -231,6 +231,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 ),
             ],
         ));
+        out.push_str(&most_confused(&score.confusion));
         print_all(&out)?;
     }
     let json = serde_json::json!({
@@ -242,6 +243,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         "real": real,
         "cas": cas.as_ref().map(|c| c.accuracy),
         "cas_class": cas.as_ref().map(|c| &c.class_accuracy),
+        "cas_confusion": cas.as_ref().map(|c| &c.confusion),
         "cas_real": cas.as_ref().map(|_| judge_acc),
         "cas_real_class": cas.as_ref().map(|_| evaluator.test_class_accuracy()),
     });
@@ -323,6 +325,36 @@ fn class_rows(title: &str, rows: &[ClassRow]) -> String {
         s.push('\n');
     }
     s
+}
+
+/// For each class, the class its misread test digits were most often taken for, and their
+/// share of the class (in %).
+fn most_confused(confusion: &[[usize; NUM_CLASSES]]) -> String {
+    let mut names = format!("{:<22}", "CAS misses: taken for");
+    let mut shares = Vec::with_capacity(NUM_CLASSES);
+    for (c, row) in confusion.iter().enumerate() {
+        let total: usize = row.iter().sum();
+        let worst = (0..NUM_CLASSES)
+            .filter(|&p| p != c)
+            .max_by_key(|&p| (row[p], std::cmp::Reverse(p)));
+        match worst {
+            Some(p) if row[p] > 0 => {
+                let _ = write!(names, "{p:>7}");
+                shares.push(row[p] as f64 / total as f64);
+            }
+            _ => {
+                let _ = write!(names, "{:>7}", "-");
+                shares.push(0.0);
+            }
+        }
+    }
+    names.push('\n');
+    let _ = write!(names, "{:<22}", "  % of the class");
+    for v in shares {
+        let _ = write!(names, "{:>7.2}", 100.0 * v);
+    }
+    names.push('\n');
+    names
 }
 
 /// Trains a fresh classifier on `train` with the judge's recipe and tests it on `test`.

@@ -58,7 +58,12 @@ fn eval_prints_scores_beside_the_real_baseline() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for row in ["CAS per class", "CAS % (generated)", "CAS % (judge)"] {
+    for row in [
+        "CAS per class",
+        "CAS % (generated)",
+        "CAS % (judge)",
+        "CAS misses: taken for",
+    ] {
         assert!(text.contains(row), "{row} missing:\n{text}");
     }
     let j = json_line(&out);
@@ -68,6 +73,9 @@ fn eval_prints_scores_beside_the_real_baseline() {
         assert_eq!(j[key].as_array().map(Vec::len), Some(10), "{key}: {j}");
     }
     assert_eq!(j["cas_real"], j["judge_test_accuracy"]);
+    let rows = j["cas_confusion"].as_array().unwrap();
+    assert_eq!(rows.len(), 10);
+    assert!(rows.iter().all(|r| r.as_array().map(Vec::len) == Some(10)));
 
     let out = cdcgan(
         dir.path(),

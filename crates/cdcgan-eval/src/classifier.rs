@@ -270,20 +270,35 @@ impl Classifier {
     }
 }
 
+/// The confusion matrix: `m[l][p]` counts the items labelled `l` that were predicted `p`
+/// (labels and predictions outside 0..10 are left out).
+pub fn confusion(predictions: &[u8], labels: &[u8]) -> [[usize; NUM_CLASSES]; NUM_CLASSES] {
+    let mut m = [[0usize; NUM_CLASSES]; NUM_CLASSES];
+    for (&p, &l) in predictions.iter().zip(labels) {
+        if let Some(cell) = m
+            .get_mut(usize::from(l))
+            .and_then(|row| row.get_mut(usize::from(p)))
+        {
+            *cell += 1;
+        }
+    }
+    m
+}
+
 /// Per class `c` in 0..10: the fraction of the items labelled `c` that were predicted `c` (0
 /// for a class with no items).
 pub fn class_accuracy(predictions: &[u8], labels: &[u8]) -> Vec<f64> {
-    let mut hits = [0usize; NUM_CLASSES];
-    let mut seen = [0usize; NUM_CLASSES];
-    for (&p, &l) in predictions.iter().zip(labels) {
-        if let Some(n) = seen.get_mut(usize::from(l)) {
-            *n += 1;
-            hits[usize::from(l)] += usize::from(p == l);
-        }
-    }
-    hits.iter()
-        .zip(&seen)
-        .map(|(&h, &n)| if n == 0 { 0.0 } else { h as f64 / n as f64 })
+    confusion(predictions, labels)
+        .iter()
+        .enumerate()
+        .map(|(c, row)| {
+            let n: usize = row.iter().sum();
+            if n == 0 {
+                0.0
+            } else {
+                row[c] as f64 / n as f64
+            }
+        })
         .collect()
 }
 

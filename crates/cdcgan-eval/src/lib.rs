@@ -27,7 +27,7 @@ pub mod frechet;
 mod metrics;
 
 pub use classifier::{
-    CLASSIFIER_ARCH, Classifier, FEATURES, META_RECORD, Scores, accuracy, class_accuracy,
+    CLASSIFIER_ARCH, Classifier, FEATURES, META_RECORD, Scores, accuracy, class_accuracy, confusion,
 };
 pub use error::{Error, Result};
 pub use fit::{FitConfig, FitEpoch, fit};

@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::classifier::{Classifier, FEATURES, Scores, accuracy, class_accuracy};
+use crate::classifier::{Classifier, FEATURES, Scores, accuracy, class_accuracy, confusion};
 use crate::error::{Error, Result};
 use crate::fit::{FitConfig, fit};
 use crate::frechet::{Gaussian, frechet_distance, mean_pairwise_distance};
@@ -125,6 +125,9 @@ pub struct Cas {
     /// The same per class: the fraction of each class's test digits named right, which shows
     /// the classes whose real variety the training set did not cover.
     pub class_accuracy: Vec<f64>,
+    /// `confusion[l][p]`: test digits of class `l` named `p`, which shows what they were
+    /// taken for.
+    pub confusion: Vec<[usize; NUM_CLASSES]>,
 }
 
 /// Classification Accuracy Score: trains a fresh classifier on `train` (e.g. generated
@@ -140,6 +143,7 @@ pub fn classification_accuracy_score(
     Ok(Cas {
         accuracy: accuracy(&scores.predictions, test.labels()),
         class_accuracy: class_accuracy(&scores.predictions, test.labels()),
+        confusion: confusion(&scores.predictions, test.labels()).to_vec(),
     })
 }
 

@@ -4,8 +4,8 @@
 use candle_core::{DType, Device};
 use cdcgan_eval::frechet::{Gaussian, frechet_distance};
 use cdcgan_eval::{
-    Classifier, Evaluator, FitConfig, accuracy, class_accuracy, classification_accuracy_score, fit,
-    per_class_subset,
+    Classifier, Evaluator, FitConfig, accuracy, class_accuracy, classification_accuracy_score,
+    confusion, fit, per_class_subset,
 };
 use mnist_data::{IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, Split};
 use proptest::prelude::*;
@@ -116,6 +116,17 @@ fn class_accuracy_is_the_recall_of_each_class() {
     // Class 2 and 4-8 have no items; label 200 is no class and is left out.
     let want = [0.5, 0.75, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5];
     assert_eq!(per, want);
+    let m = confusion(&preds, &labels);
+    assert_eq!(
+        (m[0][0], m[0][1], m[1][1], m[1][2], m[3][3]),
+        (1, 1, 3, 1, 1)
+    );
+    assert_eq!((m[9][0], m[9][9]), (1, 1));
+    assert_eq!(
+        m.iter().flatten().sum::<usize>(),
+        9,
+        "label 200 is no class"
+    );
 }
 
 #[test]
@@ -141,6 +152,16 @@ fn cas_trains_on_one_set_and_reads_each_class_of_another() {
     let cas =
         classification_accuracy_score(&missing, &test, &config, &Device::Cpu, |_, _| true).unwrap();
     assert!(cas.class_accuracy[3] < 0.5, "{cas:?}");
+    // Every test digit is in its class's row, and the 3s were taken for something else.
+    for (c, row) in cas.confusion.iter().enumerate() {
+        let n = test
+            .labels()
+            .iter()
+            .filter(|&&l| usize::from(l) == c)
+            .count();
+        assert_eq!(row.iter().sum::<usize>(), n, "{cas:?}");
+    }
+    assert_eq!(cas.confusion[3][3] as f64 / 40.0, cas.class_accuracy[3]);
     let others = (0..NUM_CLASSES).filter(|&c| c != 3 && c != 4);
     assert!(
         others.map(|c| cas.class_accuracy[c]).all(|a| a > 0.9),
