@@ -15,23 +15,31 @@ fn json_line(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
+/// The command succeeded and its report has each of `rows`.
+fn assert_rows(out: &std::process::Output, rows: &[&str]) {
+    assert!(out.status.success(), "{}", stderr(out));
+    let text = stdout(out);
+    for row in rows {
+        assert!(text.contains(row), "{row} missing:\n{text}");
+    }
+}
+
 #[test]
 fn eval_prints_scores_beside_the_real_baseline() {
     let (dir, data) = workdir(100);
     let data = data.as_str();
 
     let out = cdcgan(dir.path(), &["eval", "--data", data, "--per-class", "4"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    for row in [
-        "label accuracy",
-        "FID",
-        "intra-class FID",
-        "diversity min",
-        "real (train)",
-    ] {
-        assert!(text.contains(row), "{row} missing:\n{text}");
-    }
+    assert_rows(
+        &out,
+        &[
+            "label accuracy",
+            "FID",
+            "intra-class FID",
+            "diversity min",
+            "real (train)",
+        ],
+    );
     let j = json_line(&out);
     assert_eq!(j["source"], "built-in");
     assert_eq!(j["generated"]["count"], 40);
@@ -56,16 +64,15 @@ fn eval_prints_scores_beside_the_real_baseline() {
             "3",
         ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    for row in [
-        "CAS per class",
-        "CAS % (generated)",
-        "CAS % (judge)",
-        "CAS misses: taken for",
-    ] {
-        assert!(text.contains(row), "{row} missing:\n{text}");
-    }
+    assert_rows(
+        &out,
+        &[
+            "CAS per class",
+            "CAS % (generated)",
+            "CAS % (judge)",
+            "CAS misses: taken for",
+        ],
+    );
     let j = json_line(&out);
     let cas = j["cas"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&cas), "{cas}");
