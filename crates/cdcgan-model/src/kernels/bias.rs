@@ -2,7 +2,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
-use super::norm::{channel_sums, lane_sums, ncp};
+use super::norm::{channel_shape, channel_sums, lane_sums, ncp};
 use super::{CResult, contiguous_f32, fast_path, par_fill};
 
 /// `x + bias` per channel of `x [n, c, ...]`, `bias [c]`; differentiable in both.
@@ -16,9 +16,7 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> CResult<Tensor> {
         candle_core::bail!("add_bias: {c} channels but bias {:?}", bias.dims())
     }
     if !fast_path(x, bias) {
-        let mut shape = vec![1usize; x.rank()];
-        shape[1] = c;
-        return x.broadcast_add(&bias.reshape(shape)?);
+        return x.broadcast_add(&bias.reshape(channel_shape(x))?);
     }
     x.contiguous()?.apply_op2(&bias.contiguous()?, AddBias)
 }

@@ -43,8 +43,7 @@ pub fn batch_norm(
         )
     }
     if !fast_path(x, gamma) {
-        let mut shape = vec![1usize; x.rank()];
-        shape[1] = c;
+        let shape = channel_shape(x);
         let (mean, var) = if batch_stats {
             // Differentiable statistics so autograd sees the batch dependence.
             let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
@@ -77,6 +76,16 @@ pub fn batch_norm(
             batch_stats,
         },
     )
+}
+
+/// `[1, c, 1, ...]` for `x [n, c, ...]`: the shape a per-channel vector takes to broadcast
+/// over `x` in the stock-op fallbacks.
+pub(super) fn channel_shape(x: &Tensor) -> Vec<usize> {
+    let mut shape = vec![1usize; x.rank()];
+    if let Some(c) = shape.get_mut(1) {
+        *c = x.dims()[1];
+    }
+    shape
 }
 
 /// `(n, c, positions per channel and image)` of a contiguous `[n, c, ...]` layout.
