@@ -12,8 +12,8 @@ use mnist_data::{Compression, IMAGE_SIDE, NUM_CLASSES, Split, signed_to_pixel};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// The generator shipped with the tool (raw weights of `dcgan28` after 19 epochs, f16), see
-/// `docs/results.md`.
+/// The generator shipped with the tool, stored as f16. Which run and epoch it is, and how to
+/// train it again: `docs/results.md`, "The shipped generator".
 const PRETRAINED: &[u8] = include_bytes!("../../../assets/generator.safetensors");
 
 /// Images generated per forward pass (bounds memory for large exports).
