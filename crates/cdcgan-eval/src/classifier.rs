@@ -288,8 +288,13 @@ pub fn confusion(predictions: &[u8], labels: &[u8]) -> [[usize; NUM_CLASSES]; NU
 /// Per class `c` in 0..10: the fraction of the items labelled `c` that were predicted `c` (0
 /// for a class with no items).
 pub fn class_accuracy(predictions: &[u8], labels: &[u8]) -> Vec<f64> {
-    confusion(predictions, labels)
-        .iter()
+    diagonal_shares(&confusion(predictions, labels))
+}
+
+/// Per class `c`: `m[c][c]` over the sum of row `c` (0 for an empty row), i.e.
+/// [`class_accuracy`] read off a [`confusion`] matrix.
+pub(crate) fn diagonal_shares(m: &[[usize; NUM_CLASSES]]) -> Vec<f64> {
+    m.iter()
         .enumerate()
         .map(|(c, row)| {
             let n: usize = row.iter().sum();

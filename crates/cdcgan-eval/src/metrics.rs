@@ -8,7 +8,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::classifier::{Classifier, FEATURES, Scores, accuracy, class_accuracy, confusion};
+use crate::classifier::{
+    Classifier, FEATURES, Scores, accuracy, class_accuracy, confusion, diagonal_shares,
+};
 use crate::error::{Error, Result};
 use crate::fit::{FitConfig, fit};
 use crate::frechet::{Gaussian, frechet_distance, mean_pairwise_distance};
@@ -140,10 +142,11 @@ pub fn classification_accuracy_score(
     on_epoch: impl FnMut(&Classifier, crate::FitEpoch) -> bool,
 ) -> Result<Cas> {
     let scores = fit(train, config, device, on_epoch)?.score(test)?;
+    let confusion = confusion(&scores.predictions, test.labels());
     Ok(Cas {
         accuracy: accuracy(&scores.predictions, test.labels()),
-        class_accuracy: class_accuracy(&scores.predictions, test.labels()),
-        confusion: confusion(&scores.predictions, test.labels()).to_vec(),
+        class_accuracy: diagonal_shares(&confusion),
+        confusion: confusion.to_vec(),
     })
 }
 
