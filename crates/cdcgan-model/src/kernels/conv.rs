@@ -1,12 +1,10 @@
 //! Convolution and transposed convolution: im2col / col2im around one gemm per chunk, or
 //! Winograd F(4x4, 2x2) for the 4x4 stride-2 padding-1 shapes of `dcgan28` ([`winograd`]).
 
-use std::cell::RefCell;
-
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{CResult, contiguous_f32, dims4, fast_path, split};
+use super::{CResult, contiguous_f32, dims4, fast_path, split, with_scratch};
 
 mod winograd;
 
@@ -309,25 +307,6 @@ fn gemm(
     }
 }
 
-thread_local! {
-    /// Per-thread scratch: column matrix and packed channel-major block.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-fn with_scratch<R>(cols: usize, packed: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let (a, b) = &mut *s;
-        if a.len() < cols {
-            a.resize(cols, 0.0);
-        }
-        if b.len() < packed {
-            b.resize(packed, 0.0);
-        }
-        f(&mut a[..cols], &mut b[..packed])
-    })
-}
-
 /// Copies image blocks `src[j] [c, p]` (j in 0..imgs) into `dst [c, imgs·p]`, or back.
 fn pack(src: &[f32], imgs: usize, c: usize, p: usize, dst: &mut [f32]) {
     let ld = imgs * p;
@@ -388,7 +367,7 @@ fn im2col_forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
         .zip(x.par_chunks(per_task * g.in_size()))
         .for_each(|(y, x)| {
             let imgs = y.len() / g.out_size();
-            with_scratch(rows * chunk * p, g.co * chunk * p, |cols, out| {
+            with_scratch([rows * chunk * p, g.co * chunk * p], |[cols, out]| {
                 for start in (0..imgs).step_by(chunk) {
                     let c = chunk.min(imgs - start);
                     let ld = c * p;
@@ -425,7 +404,7 @@ fn im2col_data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
         .zip(y.par_chunks(per_task * g.out_size()))
         .for_each(|(x, y)| {
             let imgs = x.len() / g.in_size();
-            with_scratch(rows * chunk * p, g.co * chunk * p, |cols, packed| {
+            with_scratch([rows * chunk * p, g.co * chunk * p], |[cols, packed]| {
                 for start in (0..imgs).step_by(chunk) {
                     let c = chunk.min(imgs - start);
                     let ld = c * p;
@@ -468,7 +447,7 @@ fn im2col_weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .map(|(x, dy)| {
             let imgs = x.len() / g.in_size();
             let mut dw = vec![0f32; size];
-            with_scratch(rows * chunk * p, g.co * chunk * p, |cols, packed| {
+            with_scratch([rows * chunk * p, g.co * chunk * p], |[cols, packed]| {
                 for start in (0..imgs).step_by(chunk) {
                     let c = chunk.min(imgs - start);
                     let ld = c * p;

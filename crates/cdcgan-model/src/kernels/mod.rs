@@ -24,7 +24,8 @@
 //!
 //! Each works on a chunk of images at once (columns of several images side by side) so the
 //! gemm is large enough to run near peak, and splits the batch across rayon's threads.
-//! Scratch buffers are thread-local and reused between calls. Convolutions with a 4x4
+//! Scratch buffers are thread-local and reused between calls; they are lent out whole for the
+//! duration of a kernel's work, never borrowed across a call that may run rayon work. Convolutions with a 4x4
 //! kernel, stride 2, padding 1 and at least 16 channels a side (`dcgan28`'s deconv1 and conv2)
 //! take Winograd F(4x4, 2x2) instead of im2col in all three kernels: about half the
 //! multiply-adds.
@@ -36,6 +37,7 @@
 //! Any other device or dtype falls back to candle's own ops, so GPU builds keep working;
 //! [`set_fast_kernels`] switches the fast path off for comparisons.
 
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -123,12 +125,59 @@ pub(crate) fn par_fill<I: Iterator<Item = f32>>(
     out
 }
 
-/// Splits `n` images into one contiguous range per worker; returns (images per task, gemm threads).
+/// Splits `n` images into one contiguous range per worker; returns (images per task, gemm
+/// threads). With fewer images than threads, each task's gemm gets its share of the spare
+/// threads (`threads / tasks`, rounded up), not the whole pool: three images on 16 threads
+/// run three gemms of 6 threads, not of 16.
 pub(crate) fn split(n: usize) -> (usize, usize) {
+    split_by(n, 1)
+}
+
+/// [`split`] in whole groups of `unit` images (the last task may hold fewer): the Winograd
+/// kernels handle 16 images per SIMD lane group, so a task of 4 images would compute 16
+/// lanes for 4 of them. With fewer groups than threads, each gemm gets the spare threads.
+pub(crate) fn split_by(n: usize, unit: usize) -> (usize, usize) {
     let threads = rayon::current_num_threads().max(1);
-    let tasks = threads.min(n).max(1);
-    let gemm_threads = if tasks < threads { threads } else { 1 };
-    (n.div_ceil(tasks).max(1), gemm_threads)
+    let unit = unit.max(1);
+    let units = n.div_ceil(unit).max(1);
+    let per_task = units.div_ceil(threads.min(units)) * unit;
+    let tasks = n.div_ceil(per_task).max(1);
+    (per_task, threads.div_ceil(tasks))
+}
+
+std::thread_local! {
+    /// Reusable scratch buffers of this thread, lent out whole by [`with_scratch`].
+    static SCRATCH: Cell<Vec<Vec<f32>>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on `N` scratch slices of the given lengths, reused between calls on a thread.
+///
+/// The buffers are taken out of the thread-local before `f` runs and put back after it, so
+/// nothing is borrowed while `f` works. That matters: `f` may call a parallel gemm, and a
+/// rayon worker that waits inside it steals other tasks, which may call `with_scratch` again
+/// on the same thread. Such a nested call finds the pool empty and allocates its own buffers
+/// (its contents are not zeroed between uses; callers write before they read).
+pub(crate) fn with_scratch<const N: usize, R>(
+    sizes: [usize; N],
+    f: impl FnOnce([&mut [f32]; N]) -> R,
+) -> R {
+    let mut pool = SCRATCH.with(Cell::take);
+    let mut bufs: [Vec<f32>; N] = std::array::from_fn(|_| pool.pop().unwrap_or_default());
+    for (buf, &len) in bufs.iter_mut().zip(&sizes) {
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+    }
+    let mut lens = sizes.into_iter();
+    let out = f(bufs.each_mut().map(|buf| {
+        let len = lens.next().unwrap_or(0);
+        &mut buf[..len]
+    }));
+    // Back in reverse, so the next call pops each buffer for the same role. Whatever a nested
+    // call left in the pool meanwhile is dropped in favour of these.
+    pool.extend(bufs.into_iter().rev());
+    SCRATCH.with(|s| s.set(pool));
+    out
 }
 
 /// The f32 values a contiguous layout covers, for a custom op's `cpu_fwd`; `what` names the
@@ -163,6 +212,35 @@ pub(crate) fn dims4(l: &Layout, what: &str) -> CResult<(usize, usize, usize, usi
 #[cfg(test)]
 mod tests {
     use super::par_fill;
+
+    #[test]
+    fn splits_cover_the_batch_in_whole_units_and_share_the_threads() {
+        let on = |threads: usize, n: usize, unit: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| super::split_by(n, unit))
+        };
+        // (threads, images, unit) -> (images per task, gemm threads)
+        for (threads, n, unit, want) in [
+            (2, 32, 16, (16, 1)),
+            (2, 64, 16, (32, 1)),
+            (2, 40, 16, (32, 1)),
+            (8, 32, 16, (16, 4)),
+            (8, 64, 16, (16, 2)),
+            (16, 3, 1, (1, 6)),
+            (8, 3, 16, (16, 8)),
+            (1, 7, 1, (7, 1)),
+            (4, 0, 1, (1, 4)),
+        ] {
+            assert_eq!(
+                on(threads, n, unit),
+                want,
+                "{threads} threads, {n} images, unit {unit}"
+            );
+        }
+    }
 
     #[test]
     fn par_fill_writes_every_chunk_then_the_tail() {

@@ -15,11 +15,10 @@
 //! - [`weight`]: `dw = Σ dy ⋆ x`, the gemms in the transform domain summed over tiles and
 //!   images, then taken back to 2x2 kernels.
 
-use std::cell::RefCell;
-
 use rayon::prelude::*;
 
-use super::{Geometry, Mat, gemm, split};
+use super::super::{split_by, with_scratch};
+use super::{Geometry, Mat, gemm};
 
 /// Transform points per tile (5x5).
 const POINTS: usize = 25;
@@ -376,37 +375,15 @@ impl Sink {
 }
 
 /// Scratch sizes of one chunk: staged planes, transformed inputs, transform-domain outputs.
-fn scratch_sizes(plan: &Plan, chunk: usize) -> (usize, usize, usize) {
+fn scratch_sizes(plan: &Plan, chunk: usize) -> [usize; 3] {
     let (ph, pw) = plan.plane();
     let lanes = chunk.next_multiple_of(LANES);
     let cols = plan.tiles() * lanes;
-    (
+    [
         ph * pw * lanes,
         POINTS * plan.cin * cols,
         POINTS * plan.cout * cols,
-    )
-}
-
-thread_local! {
-    /// Per-thread scratch, as in [`scratch_sizes`].
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
-        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
-}
-
-fn with_scratch<R>(
-    sizes: (usize, usize, usize),
-    f: impl FnOnce(&mut [f32], &mut [f32], &mut [f32]) -> R,
-) -> R {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let (a, b, c) = &mut *s;
-        for (v, n) in [(&mut *a, sizes.0), (&mut *b, sizes.1), (&mut *c, sizes.2)] {
-            if v.len() < n {
-                v.resize(n, 0.0);
-            }
-        }
-        f(&mut a[..sizes.0], &mut b[..sizes.1], &mut c[..sizes.2])
-    })
+    ]
 }
 
 /// Transforms the input planes of `count` images into `v [cin][25][tiles·lanes]`, column
@@ -538,14 +515,14 @@ fn correlate(
     if n == 0 || dst.is_empty() {
         return;
     }
-    let (per_task, gemm_threads) = split(n);
+    let (per_task, gemm_threads) = split_by(n, LANES);
     let chunk = plan.chunk(per_task);
     let (cin, cout, tiles) = (plan.cin, plan.cout, plan.tiles());
     dst.par_chunks_mut(per_task * dst_size)
         .zip(src.par_chunks(per_task * src_size))
         .for_each(|(dst, src)| {
             let imgs = dst.len() / dst_size;
-            with_scratch(scratch_sizes(plan, chunk), |staged, v, m| {
+            with_scratch(scratch_sizes(plan, chunk), |[staged, v, m]| {
                 for start in (0..imgs).step_by(chunk) {
                     let count = chunk.min(imgs - start);
                     let lanes = count.next_multiple_of(LANES);
@@ -727,7 +704,7 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     if g.n == 0 || dw.is_empty() {
         return dw;
     }
-    let (per_task, gemm_threads) = split(g.n);
+    let (per_task, gemm_threads) = split_by(g.n, LANES);
     let chunk = plan.chunk(per_task);
     let source = Source::Phases { h: g.h, w: g.w };
     let (in_size, out_size) = (g.in_size(), g.out_size());
@@ -740,7 +717,7 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
             let mut du = vec![0f32; size];
             // The third buffer holds z (25·cout·cols, as the products of `correlate`); the
             // staged planes also hold dy's 4·tiles-wide planes, which are smaller.
-            with_scratch(scratch_sizes(&plan, chunk), |staged, v, z| {
+            with_scratch(scratch_sizes(&plan, chunk), |[staged, v, z]| {
                 for start in (0..imgs).step_by(chunk) {
                     let count = chunk.min(imgs - start);
                     let cols = tiles * count.next_multiple_of(LANES);
