@@ -120,6 +120,13 @@ pub fn train_classifier(args: &TrainClassifierArgs) -> Result<()> {
     Ok(())
 }
 
+/// The most digits per class `eval --per-class` compares: the real baseline draws as many
+/// training digits of each class, and the rarest (5) has 5421.
+const MAX_PER_CLASS: usize = 5000;
+/// The most generated digits per class `eval --cas-per-class` trains on (held in memory:
+/// 157 MB at this bound).
+const MAX_CAS_PER_CLASS: usize = 20_000;
+
 /// Flags of `cdcgan eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -135,7 +142,7 @@ pub struct EvalArgs {
     /// Use a training checkpoint's raw generator instead of its EMA weights.
     #[arg(long)]
     pub raw: bool,
-    /// Digits per class to generate (and real digits per class for the baseline).
+    /// Digits per class to generate (and real digits per class for the baseline), 2 to 5000.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub per_class: usize,
     /// Seed of the noise (and of the choice of real baseline digits).
@@ -145,7 +152,7 @@ pub struct EvalArgs {
     /// digits, test it on real ones (several minutes).
     #[arg(long)]
     pub cas: bool,
-    /// Generated digits per class for --cas.
+    /// Generated digits per class for --cas (at most 20,000).
     #[arg(long, value_name = "N", default_value_t = 6000)]
     pub cas_per_class: usize,
     /// MNIST directory (else $MNIST_DIR, else data/mnist); the test set is the reference.
@@ -160,6 +167,17 @@ pub struct EvalArgs {
 pub fn eval(args: &EvalArgs) -> Result<()> {
     if args.per_class < 2 {
         bail!("--per-class must be at least 2 (a covariance needs two samples)");
+    }
+    // The real baseline takes as many training digits per class; class 5 has 5421.
+    if args.per_class > MAX_PER_CLASS {
+        bail!("--per-class is {}, at most {MAX_PER_CLASS}", args.per_class);
+    }
+    if args.cas && !(1..=MAX_CAS_PER_CLASS).contains(&args.cas_per_class) {
+        bail!(
+            "--cas-per-class is {}, must be 1 to {MAX_CAS_PER_CLASS} ({} MB of digits)",
+            args.cas_per_class,
+            MAX_CAS_PER_CLASS * 10 * 784 / 1_000_000
+        );
     }
     let epochs = args.dir.as_deref().map(run_epochs).transpose()?;
     let mnist = load_mnist(args.data.as_deref())?;

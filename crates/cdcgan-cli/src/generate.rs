@@ -1,14 +1,15 @@
 //! `sample`, `number`, `interpolate` and `export`: everything that runs a trained generator.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use cdcgan_model::{Checkpoint, Generator, generator_from_checkpoint, noise};
-use cdcgan_train::{grid_image, save_png};
+use cdcgan_train::{GridLayout, grid_image, image_size, save_png};
 use clap::{Args, ValueEnum};
 use image::{Delay, Frame, GrayImage, RgbaImage, imageops};
-use mnist_data::{Compression, IMAGE_SIDE, NUM_CLASSES, Split, signed_to_pixel};
+use mnist_data::{AtomicFile, IMAGE_SIDE, IdxArray, NUM_CLASSES, Split, signed_to_pixel};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -16,8 +17,13 @@ use rand_chacha::ChaCha8Rng;
 /// train it again: `docs/results.md`, "The shipped generator".
 const PRETRAINED: &[u8] = include_bytes!("../../../assets/generator.safetensors");
 
-/// Images generated per forward pass (bounds memory for large exports).
+/// Images generated per forward pass. Every request is generated this many at a time and
+/// written as it goes, so its peak memory does not grow with the digit count (a chunk of the
+/// shipped generator's activations is about 200 MB).
 const CHUNK: usize = 1000;
+
+/// The most digits one `sample --format idx` writes: what an IDX header can count.
+const MAX_IDX_DIGITS: usize = u32::MAX as usize;
 
 /// A generator and where it came from.
 pub struct Source {
@@ -65,18 +71,68 @@ impl Source {
         Ok(Tensor::cat(&parts, 0)?)
     }
 
+    /// Generates `n` digits, digit `i` of class `label(i)`, [`CHUNK`] at a time, noise drawn
+    /// in order from `rng` (the same noise as one draw of `n`); `each(first, images)` gets
+    /// digits `first..` as `[k, 1, 28, 28]` in `[-1, 1]`.
+    pub fn generate_each(
+        &self,
+        n: usize,
+        label: impl Fn(usize) -> u8,
+        rng: &mut ChaCha8Rng,
+        mut each: impl FnMut(usize, Tensor) -> Result<()>,
+    ) -> Result<()> {
+        for first in (0..n).step_by(CHUNK) {
+            let k = CHUNK.min(n - first);
+            let z = self.noise(rng, k)?;
+            let labels: Vec<u8> = (first..first + k).map(&label).collect();
+            each(first, self.generate(&z, &labels)?)?;
+        }
+        Ok(())
+    }
+
     /// One digit per label, as 8-bit images (what a PNG or IDX file holds), noise from `seed`.
     pub fn labelled_set(&self, labels: Vec<u8>, seed: u64) -> Result<Split> {
-        let mut r = rng(seed);
         let mut pixels = Vec::with_capacity(labels.len() * IMAGE_SIDE * IMAGE_SIDE);
-        for chunk in labels.chunks(CHUNK) {
-            let z = self.noise(&mut r, chunk.len())?;
-            let images = self.generate(&z, chunk)?;
-            let values: Vec<f32> = images.flatten_all()?.to_vec1()?;
-            pixels.extend(values.into_iter().map(signed_to_pixel));
-        }
+        self.generate_each(
+            labels.len(),
+            |i| labels[i],
+            &mut rng(seed),
+            |_, images| {
+                pixels.extend(to_pixels(&images)?);
+                Ok(())
+            },
+        )?;
         Ok(Split::new(pixels, labels)?)
     }
+}
+
+/// Images `[k, 1, 28, 28]` in `[-1, 1]` as 8-bit pixels.
+fn to_pixels(images: &Tensor) -> Result<Vec<u8>> {
+    let values: Vec<f32> = images.flatten_all()?.to_vec1()?;
+    Ok(values.into_iter().map(signed_to_pixel).collect())
+}
+
+/// Refuses to start when `path` could not be written: its directory is missing or is not a
+/// directory. Checked before any digit is generated.
+pub fn check_output(path: &Path, what: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "{}: cannot write the {what} there: {} is not an existing directory",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!(
+            "{}: cannot write the {what} there: it is a directory",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Loads a checkpoint given as a file, a run directory (its newest state), or a run's
@@ -84,10 +140,17 @@ impl Source {
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let dev = Device::Cpu;
     let file = if path.is_dir() {
+        // A run directory, or its checkpoints/ directory.
         let run = if path.join("checkpoints").is_dir() {
             path
-        } else {
+        } else if path.file_name().is_some_and(|n| n == "checkpoints") {
             path.parent().unwrap_or(path)
+        } else {
+            bail!(
+                "{}: a directory, but not a training run (no checkpoints/ in it); give a \
+                 .safetensors file or a run directory",
+                path.display()
+            )
         };
         cdcgan_train::latest_state(run)?
             .with_context(|| format!("{}: no checkpoint in this run yet", path.display()))?
@@ -131,7 +194,7 @@ pub struct SampleOpts {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Enlarge every pixel K times.
-    #[arg(long, value_name = "K", default_value_t = 1)]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub scale: u32,
     /// Output PNG (default samples.png), or the IDX file prefix.
     #[arg(long)]
@@ -166,47 +229,76 @@ pub fn sample(src: &Source, o: &SampleOpts) -> Result<()> {
     if o.format == Format::Idx {
         return export_idx(src, o);
     }
-    let (labels, cols) = match o.digit {
-        Some(d) => (vec![d; o.count], o.count.clamp(1, 16)),
-        None => (per_class_labels(o.per_class), o.per_class),
+    // Digit i's class: `d` throughout, or row by row with `per_class` columns.
+    let (n, cols) = match o.digit {
+        Some(_) => (o.count, o.count.clamp(1, 16)),
+        None => (o.per_class.saturating_mul(NUM_CLASSES), o.per_class),
     };
-    if labels.is_empty() {
+    if n == 0 {
         bail!("nothing to draw: --per-class and --count must be at least 1");
     }
-    let z = src.noise(&mut rng(o.seed), labels.len())?;
-    let images = src.generate(&z, &labels)?;
+    let layout = GridLayout::new(n, cols, o.scale)?;
     let out = o.out.clone().unwrap_or_else(|| "samples.png".into());
-    save_png(&grid_image(&images, cols, o.scale)?, &out)?;
-    println!("wrote {} ({} digits)", out.display(), labels.len());
+    check_output(&out, "picture")?;
+    let class = |i: usize| o.digit.unwrap_or((i / cols) as u8);
+    let mut img = layout.canvas();
+    src.generate_each(n, class, &mut rng(o.seed), |first, images| {
+        Ok(layout.paste(&mut img, first, &images)?)
+    })?;
+    save_png(&img, &out)?;
+    println!("wrote {} ({n} digits)", out.display());
     Ok(())
 }
 
+/// Writes `n` digits (class `class(i)` for digit `i`, noise from `seed`) as an IDX pair,
+/// streaming: memory stays at one chunk whatever `n` is. Neither file is put in place
+/// before every digit is written.
 fn export_idx(src: &Source, o: &SampleOpts) -> Result<()> {
     let prefix = o.out.clone().unwrap_or_else(|| "synthetic".into());
-    let classes: Vec<u8> = match o.digit {
-        Some(d) => vec![d],
-        None => (0..NUM_CLASSES as u8).collect(),
-    };
-    let labels: Vec<u8> = classes
-        .iter()
-        .flat_map(|&c| std::iter::repeat_n(c, o.count_per_class))
-        .collect();
-    if labels.is_empty() {
+    let per_class = o.count_per_class;
+    let classes = if o.digit.is_some() { 1 } else { NUM_CLASSES };
+    let n = per_class.saturating_mul(classes);
+    if n == 0 {
         bail!("nothing to export: --count-per-class must be at least 1");
     }
-    let split = src.labelled_set(labels, o.seed)?;
+    if n > MAX_IDX_DIGITS {
+        bail!(
+            "--count-per-class {per_class} asks for {n} digits; an IDX file holds at most \
+             {MAX_IDX_DIGITS}"
+        );
+    }
     let name = |suffix: &str| {
         let mut s = prefix.clone().into_os_string();
         s.push(suffix);
         PathBuf::from(s)
     };
     let (images_path, labels_path) = (name("-images-idx3-ubyte"), name("-labels-idx1-ubyte"));
-    split.write(&images_path, &labels_path, Compression::None)?;
+    check_output(&images_path, "dataset")?;
+    let class = |i: usize| o.digit.unwrap_or((i / per_class) as u8);
+    let header = |dims: &[usize], path: &Path| {
+        IdxArray::header(dims).with_context(|| format!("{}", path.display()))
+    };
+    let mut images = AtomicFile::create(&images_path)?;
+    let mut labels = AtomicFile::create(&labels_path)?;
+    let write =
+        |file: &mut AtomicFile, bytes: &[u8]| file.write_all(bytes).map_err(|e| file.error(e));
+    write(
+        &mut images,
+        &header(&[n, IMAGE_SIDE, IMAGE_SIDE], &images_path)?,
+    )?;
+    write(&mut labels, &header(&[n], &labels_path)?)?;
+    src.generate_each(n, class, &mut rng(o.seed), |first, chunk| {
+        write(&mut images, &to_pixels(&chunk)?)?;
+        let k = chunk.dim(0)?;
+        let classes: Vec<u8> = (first..first + k).map(class).collect();
+        Ok(write(&mut labels, &classes)?)
+    })?;
+    images.commit()?;
+    labels.commit()?;
     println!(
-        "wrote {} and {} ({} labelled digits)",
+        "wrote {} and {} ({n} labelled digits)",
         images_path.display(),
         labels_path.display(),
-        split.len()
     );
     Ok(())
 }
@@ -227,7 +319,7 @@ pub struct NumberOpts {
     #[arg(long)]
     pub invert: bool,
     /// Enlarge every pixel K times.
-    #[arg(long, value_name = "K", default_value_t = 4)]
+    #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub scale: u32,
     /// Output PNG (default NUMBER.png).
     #[arg(long)]
@@ -240,6 +332,13 @@ pub struct NumberOpts {
 /// `cdcgan number`: the digits of a number side by side, each generated for its class.
 pub fn number(src: &Source, o: &NumberOpts) -> Result<()> {
     let labels = parse_number(&o.number)?;
+    let side = IMAGE_SIDE as u64 * u64::from(o.scale);
+    image_size(side * labels.len() as u64, side)?;
+    let out = o
+        .out
+        .clone()
+        .unwrap_or_else(|| format!("{}.png", o.number).into());
+    check_output(&out, "picture")?;
     let mut r = rng(o.seed);
     let z = if o.same_style {
         src.noise(&mut r, 1)?
@@ -263,17 +362,12 @@ pub fn number(src: &Source, o: &NumberOpts) -> Result<()> {
             );
         }
     }
-    let scale = o.scale.max(1);
     let img = imageops::resize(
         &img,
-        img.width() * scale,
-        img.height() * scale,
+        img.width() * o.scale,
+        img.height() * o.scale,
         imageops::FilterType::Nearest,
     );
-    let out = o
-        .out
-        .clone()
-        .unwrap_or_else(|| format!("{}.png", o.number).into());
     save_png(&img, &out)?;
     println!("wrote {} ({} digits)", out.display(), labels.len());
     Ok(())
@@ -298,14 +392,14 @@ pub fn parse_number(s: &str) -> Result<Vec<u8>> {
 /// Options of `cdcgan interpolate`.
 #[derive(Args, Debug)]
 pub struct InterpolateOpts {
-    /// Columns from the first style to the second.
-    #[arg(long, default_value_t = 10)]
-    pub steps: usize,
+    /// Columns from the first style to the second (2 to 1000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(2..=1000))]
+    pub steps: u16,
     /// Seed of the two styles.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Enlarge every pixel K times.
-    #[arg(long, value_name = "K", default_value_t = 1)]
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub scale: u32,
     /// Output PNG (default interpolation.png).
     #[arg(long)]
@@ -337,7 +431,13 @@ fn slerp(a: &[f32], b: &[f32], t: f32) -> Vec<f32> {
 
 /// `cdcgan interpolate`: rows are classes, columns walk from one style to another.
 pub fn interpolate(src: &Source, o: &InterpolateOpts) -> Result<()> {
-    let steps = o.steps.max(2);
+    let steps = usize::from(o.steps);
+    let layout = GridLayout::new(NUM_CLASSES * steps, steps, o.scale)?;
+    let out = o.out.clone().unwrap_or_else(|| "interpolation.png".into());
+    check_output(&out, "picture")?;
+    if let Some(gif) = &o.gif {
+        check_output(gif, "animation")?;
+    }
     let ends: Vec<f32> = src.noise(&mut rng(o.seed), 2)?.flatten_all()?.to_vec1()?;
     let (a, b) = ends.split_at(src.z_dim);
     let path: Vec<Vec<f32>> = (0..steps)
@@ -354,8 +454,9 @@ pub fn interpolate(src: &Source, o: &InterpolateOpts) -> Result<()> {
     }
     let z = Tensor::from_vec(z, (labels.len(), src.z_dim), &Device::Cpu)?;
     let images = src.generate(&z, &labels)?;
-    let out = o.out.clone().unwrap_or_else(|| "interpolation.png".into());
-    save_png(&grid_image(&images, steps, o.scale)?, &out)?;
+    let mut img = layout.canvas();
+    layout.paste(&mut img, 0, &images)?;
+    save_png(&img, &out)?;
     println!(
         "wrote {} ({NUM_CLASSES} classes x {steps} steps)",
         out.display()

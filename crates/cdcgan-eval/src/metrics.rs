@@ -154,8 +154,10 @@ pub fn classification_accuracy_score(
 pub fn per_class_subset(split: &Split, per_class: usize, seed: u64) -> Result<Split> {
     let mut order: Vec<usize> = (0..split.len()).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    let mut pixels = Vec::with_capacity(per_class * NUM_CLASSES * IMAGE_PIXELS);
-    let mut labels = Vec::with_capacity(per_class * NUM_CLASSES);
+    // No more than the split holds, whatever was asked for.
+    let n = per_class.saturating_mul(NUM_CLASSES).min(split.len());
+    let mut pixels = Vec::with_capacity(n * IMAGE_PIXELS);
+    let mut labels = Vec::with_capacity(n);
     for c in 0..NUM_CLASSES as u8 {
         let picked: Vec<usize> = order
             .iter()

@@ -29,9 +29,11 @@ mod run;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig};
-pub use config::{ModeSeekingSpace, Phase, RunConfig, TrainConfig};
+pub use config::{
+    MAX_GRID_PER_CLASS, MEMORY_BUDGET, ModeSeekingSpace, Phase, RunConfig, TrainConfig,
+};
 pub use error::{Error, Result};
-pub use grid::{GRID_PAD, grid_image, save_png};
+pub use grid::{GRID_PAD, GridLayout, MAX_GRID_PIXELS, grid_image, image_size, save_png};
 pub use loss::bce_with_logits;
 pub use run::{EpochReport, Observer, Outcome, Run, StepReport, data_identity, latest_state};
 pub use trainer::{META_KIND, META_TRAIN, Position, StepStats, Trainer};

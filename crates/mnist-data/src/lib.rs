@@ -32,4 +32,4 @@ pub use dataset::{
     NUM_CLASSES, Split, resolve_dir,
 };
 pub use error::{DataError, Error, FormatError, Result};
-pub use idx::{Compression, IdxArray, IdxDtype, write_atomic};
+pub use idx::{AtomicFile, Compression, IdxArray, IdxDtype, write_atomic};
