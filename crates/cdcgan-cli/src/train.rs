@@ -249,6 +249,37 @@ pub enum Ended {
     Interrupted,
 }
 
+/// The training split from `data` (else $MNIST_DIR, else data/mnist), cut to `limit`, and
+/// where it came from.
+fn load_split(
+    data: Option<PathBuf>,
+    limit: Option<usize>,
+) -> Result<(mnist_data::Split, DataSource)> {
+    let mnist = crate::load_mnist(data.as_deref())?;
+    let split = match limit {
+        Some(n) => mnist.train.take(n),
+        None => mnist.train,
+    };
+    let dir = mnist_data::resolve_dir(data.as_deref());
+    let source = DataSource {
+        dir: Some(std::fs::canonicalize(&dir).unwrap_or(dir)),
+        limit,
+    };
+    Ok((split, source))
+}
+
+/// Binds `run` to its data (refusing other data than it was trained on) and records where the
+/// data came from.
+fn start(
+    run: Run,
+    split: mnist_data::Split,
+    source: DataSource,
+) -> Result<(Run, mnist_data::Split)> {
+    run.bind_data(&split)?;
+    source.write(run.dir())?;
+    Ok((run, split))
+}
+
 /// Runs `cdcgan train`.
 pub fn train(args: &TrainArgs) -> Result<Ended> {
     if args.print_config {
@@ -256,7 +287,7 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
         return Ok(Ended::Finished);
     }
     let dev = Device::Cpu;
-    let mut run = match &args.resume {
+    let (mut run, split) = match &args.resume {
         Some(dir) => {
             // The run's own config is used (clap refuses the flags that would change it); the
             // schedule and the loss knobs may change.
@@ -294,28 +325,49 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
             if t != run.trainer().config().train {
                 run.retune(t)?;
             }
-            run
+            if !args.quiet {
+                for (path, problem) in run.skipped_states() {
+                    eprintln!("warning: skipped {}: {problem}", path.display());
+                }
+                if run.trainer().position().step == 0 {
+                    eprintln!(
+                        "{}: no checkpoint yet; training from the start with its config.toml",
+                        dir.display()
+                    );
+                } else if !run.skipped_states().is_empty() {
+                    eprintln!(
+                        "resuming from the older state: epoch {}, step {}",
+                        run.trainer().position().epoch,
+                        run.trainer().position().step
+                    );
+                }
+            }
+            // A resumed run reads the data it was started on unless told otherwise;
+            // `bind_data` refuses other data before any work is done.
+            let recorded = DataSource::read(run.dir())?.unwrap_or_default();
+            let (split, source) = load_split(
+                args.data.clone().or(recorded.dir),
+                args.limit.or(recorded.limit),
+            )?;
+            start(run, split, source)?
         }
-        None => Run::create(&args.out, args.effective_config()?, &dev)?,
+        None => {
+            // Everything that can refuse the start is checked before the run directory is
+            // made, so a failed start leaves nothing that blocks `--out` afterwards.
+            let config = args.effective_config()?;
+            let (split, source) = load_split(args.data.clone(), args.limit)?;
+            let batch_size = config.train.batch_size;
+            if split.len() < batch_size {
+                return Err(cdcgan_train::Error::TooLittleData {
+                    len: split.len(),
+                    batch_size,
+                }
+                .into());
+            }
+            let run = Run::create(&args.out, config, &dev)?;
+            start(run, split, source)?
+        }
     };
-    // A resumed run reads the data it was started on unless told otherwise; `bind_data`
-    // refuses other data before any work is done.
-    let recorded = DataSource::read(run.dir())?.unwrap_or_default();
-    let data = args.data.clone().or(recorded.dir);
-    let limit = args.limit.or(recorded.limit);
-    let mnist = crate::load_mnist(data.as_deref())?;
-    let split = match limit {
-        Some(n) => mnist.train.take(n),
-        None => mnist.train,
-    };
-    run.bind_data(&split)?;
-    let dir = mnist_data::resolve_dir(data.as_deref());
-    DataSource {
-        dir: Some(std::fs::canonicalize(&dir).unwrap_or(dir)),
-        limit,
-    }
-    .write(run.dir())?;
-
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();

@@ -167,6 +167,8 @@ pub fn generator_checkpoint(ckpt: &Checkpoint, prefer_ema: bool) -> Result<Check
     }
     for key in [
         "cdcgan.train",
+        "cdcgan.phases",
+        "cdcgan.run_sums",
         "cdcgan.position",
         "cdcgan.rng",
         "cdcgan.ema_updates",

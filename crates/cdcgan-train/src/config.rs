@@ -105,6 +105,15 @@ impl std::str::FromStr for ModeSeekingSpace {
     }
 }
 
+/// The memory a training run may plan for: [`RunConfig::validate`] refuses a model and batch
+/// size whose [`RunConfig::estimated_bytes`] exceed it (at the default widths, batches up to
+/// about 4,500).
+pub const MEMORY_BUDGET: u64 = 8 << 30;
+
+/// The most digits per class an epoch grid may show (`grid_per_class`): the grid's digits
+/// are generated in one pass, so this bounds its memory (about 100 MB at the default width).
+pub const MAX_GRID_PER_CLASS: usize = 100;
+
 impl TrainConfig {
     /// Checks every value's range.
     pub fn validate(&self) -> Result<()> {
@@ -137,8 +146,19 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.ema_decay) {
             return fail("ema_decay must be in [0, 1)");
         }
+        if self.epochs == 0 {
+            return fail("epochs must be at least 1");
+        }
         if self.log_every == 0 || self.grid_per_class == 0 {
             return fail("log_every and grid_per_class must be at least 1");
+        }
+        if self.grid_per_class > MAX_GRID_PER_CLASS {
+            return Err(Error::Config(format!(
+                "grid_per_class is {}, at most {MAX_GRID_PER_CLASS} (the epoch grid is drawn in \
+                 one pass: {} digits)",
+                self.grid_per_class,
+                MAX_GRID_PER_CLASS * 10
+            )));
         }
         Ok(())
     }
@@ -216,7 +236,35 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
+        let need = self.estimated_bytes();
+        if need > MEMORY_BUDGET {
+            return Err(Error::Config(format!(
+                "this run would need about {:.1} GiB (gen_width {}, disc_width {}, batch_size \
+                 {}), more than the {} GiB budget; choose a smaller batch_size or width",
+                need as f64 / f64::from(1u32 << 30),
+                self.model.gen_width,
+                self.model.disc_width,
+                self.train.batch_size,
+                MEMORY_BUDGET >> 30
+            )));
+        }
         validate_phases(&self.phases, self.train)
+    }
+
+    /// A coarse upper estimate of a run's memory, in bytes: every value of both networks five
+    /// times over (weights, gradients, Adam's two moments, the EMA copy), and a batch's
+    /// activations three times over (forward, kept for backward, their gradients), f32.
+    pub fn estimated_bytes(&self) -> u64 {
+        let m = &self.model;
+        let (g, d) = (m.gen_width as u64, m.disc_width as u64);
+        let (small, large, pixels) = (7 * 7, 14 * 14, 28 * 28);
+        // Per image: each layer's output and its normalised/activated copy.
+        let generator = 2 * (2 * g * small) + 2 * (g * large) + 2 * pixels;
+        // D sees a real and a generated batch.
+        let disc = 2 * (2 * (d * large) + 2 * (2 * d * small) + pixels);
+        let per_image = 3 * (generator + disc);
+        let weights = 5 * m.tensor_values() as u64;
+        4 * (weights + (self.train.batch_size as u64).saturating_mul(per_image))
     }
 
     /// The settings in force after `train` enters `epoch` (counted from 1): those of the
@@ -329,5 +377,34 @@ mod tests {
                 .contains("label_smoothing")
         );
         assert!(TrainConfig::default().validate().is_ok());
+        for bad in [
+            TrainConfig {
+                epochs: 0,
+                ..TrainConfig::default()
+            },
+            TrainConfig {
+                grid_per_class: MAX_GRID_PER_CLASS + 1,
+                ..TrainConfig::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn runs_over_the_memory_budget_are_refused_with_the_estimate() {
+        let mut c = RunConfig::default();
+        c.validate().unwrap();
+        // The default run: tens of MB per batch of 32, far below the budget.
+        assert!(c.estimated_bytes() < 1 << 30, "{}", c.estimated_bytes());
+        c.train.batch_size = 1_000_000;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("GiB") && err.contains("batch_size 1000000"),
+            "{err}"
+        );
+        c.train.batch_size = 32;
+        c.model.gen_width = 4096;
+        assert!(c.validate().is_err());
     }
 }

@@ -113,6 +113,11 @@ impl Observer for () {}
 pub struct Run {
     dir: PathBuf,
     trainer: Trainer,
+    /// The running sums of the epoch under way and of the metrics row under way, saved with
+    /// the state, so an epoch interrupted and resumed reports what an unbroken one would.
+    sums: Sums,
+    /// State files that failed to load on resume, newest first, with the reason.
+    skipped: Vec<(PathBuf, String)>,
     _lock: fs::File,
 }
 
@@ -143,6 +148,8 @@ impl Run {
         Ok(Self {
             dir,
             trainer,
+            sums: Sums::default(),
+            skipped: Vec::new(),
             _lock: lock,
         })
     }
@@ -152,6 +159,12 @@ impl Run {
     /// of a killed process are removed.
     pub fn resume(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
+        if !dir.is_dir() {
+            return Err(Error::Io {
+                path: dir,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            });
+        }
         if !dir.join(CONFIG_FILE).is_file() {
             return Err(Error::NothingToResume(dir));
         }
@@ -159,8 +172,32 @@ impl Run {
         for sub in ["", "samples", "checkpoints"] {
             remove_temporaries(&dir.join(sub));
         }
-        let trainer = match latest_state(&dir)? {
-            Some(path) => Trainer::from_checkpoint(&Checkpoint::load(&path, device)?, device)?,
+        // The newest state that loads; one that fails (a bad checksum, a truncated file) is
+        // skipped for the older one kept beside it, and reported by `skipped_states`.
+        let mut skipped = Vec::new();
+        let mut loaded = None;
+        for path in state_files(&dir)? {
+            match Checkpoint::load(&path, device) {
+                Ok(ckpt) => {
+                    loaded = Some(ckpt);
+                    break;
+                }
+                Err(e) => skipped.push((path, e.to_string())),
+            }
+        }
+        let (trainer, sums) = match loaded {
+            Some(ckpt) => (
+                Trainer::from_checkpoint(&ckpt, device)?,
+                Sums::from_checkpoint(&ckpt)?,
+            ),
+            None if !skipped.is_empty() => {
+                // Every state is damaged: refuse rather than train from scratch.
+                let (path, problem) = skipped.swap_remove(0);
+                return Err(Error::Checkpoint {
+                    origin: path.display().to_string(),
+                    problem: format!("{problem}; no older state loads either"),
+                });
+            }
             None => {
                 let path = dir.join(CONFIG_FILE);
                 let text = fs::read_to_string(&path).map_err(|source| Error::Io {
@@ -171,15 +208,23 @@ impl Run {
                     origin: path.display().to_string(),
                     problem: e.to_string(),
                 })?;
-                Trainer::new(config, device)?
+                (Trainer::new(config, device)?, Sums::default())
             }
         };
         truncate_metrics(&dir.join(METRICS_FILE), trainer.position().step)?;
         Ok(Self {
             dir,
             trainer,
+            sums,
+            skipped,
             _lock: lock,
         })
+    }
+
+    /// The state files [`Run::resume`] could not load (newest first, with the reason) before
+    /// it found one that loads.
+    pub fn skipped_states(&self) -> &[(PathBuf, String)] {
+        &self.skipped
     }
 
     /// The run directory.
@@ -242,7 +287,6 @@ impl Run {
                 batch_size: t.batch_size,
             });
         }
-        let mut log = Interval::default();
         while self.trainer.position().epoch < t.epochs {
             let Position { epoch, batch, .. } = self.trainer.position();
             if batch == 0 {
@@ -254,14 +298,16 @@ impl Run {
                     observer.on_phase(epoch + 1, &next);
                 }
             }
+            if batch == 0 {
+                self.sums.epoch = Interval::default();
+            }
             let started = Instant::now();
-            let mut epoch_sum = Interval::default();
             for (i, item) in batcher.epoch_from(u64::from(epoch), batch).enumerate() {
                 let (images, labels) = item?;
                 let stats = self.trainer.step(&images, &labels)?;
                 self.trainer.position_mut().batch = batch + i + 1;
-                log.add(&stats);
-                epoch_sum.add(&stats);
+                self.sums.log.add(&stats);
+                self.sums.epoch.add(&stats);
                 let done = (i + 1) * t.batch_size;
                 let report = StepReport {
                     epoch: epoch + 1,
@@ -273,7 +319,7 @@ impl Run {
                     images_per_sec: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 };
                 if report.step.is_multiple_of(t.log_every) || report.batch == batches {
-                    self.append_metrics(&report, &mut log)?;
+                    self.append_metrics(&report)?;
                 }
                 observer.on_step(&report);
                 if report.batch < batches && observer.should_stop() {
@@ -297,8 +343,9 @@ impl Run {
                 epoch: epoch + 1,
                 epochs: t.epochs,
                 step: self.trainer.position().step,
-                mean: epoch_sum.mean(),
-                images_per_sec: (epoch_sum.n * t.batch_size) as f64 / seconds.max(1e-9),
+                mean: self.sums.epoch.mean(),
+                // This process's share of the epoch (all of it unless resumed inside it).
+                images_per_sec: ((batches - batch) * t.batch_size) as f64 / seconds.max(1e-9),
                 seconds,
                 grid,
                 checkpoint,
@@ -344,22 +391,11 @@ impl Run {
         let ckdir = self.dir.join("checkpoints");
         let name = format!("state-{:08}.safetensors", self.trainer.position().step);
         let path = ckdir.join(&name);
-        self.trainer
-            .checkpoint()?
-            .save(&path, candle_core::DType::F32)?;
+        let mut ckpt = self.trainer.checkpoint()?;
+        self.sums.record(&mut ckpt)?;
+        ckpt.save(&path, candle_core::DType::F32)?;
         mnist_data::write_atomic(&ckdir.join(LATEST), name.as_bytes())?;
-        let mut states: Vec<PathBuf> = fs::read_dir(&ckdir)
-            .map_err(|source| Error::Io {
-                path: ckdir.clone(),
-                source,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("state-") && n.ends_with(".safetensors"))
-            })
-            .collect();
+        let mut states = list_states(&ckdir)?;
         states.sort();
         let excess = states.len().saturating_sub(KEEP_STATES);
         for old in &states[..excess] {
@@ -368,8 +404,8 @@ impl Run {
         Ok(path)
     }
 
-    fn append_metrics(&self, report: &StepReport, log: &mut Interval) -> Result<()> {
-        let m = log.mean();
+    fn append_metrics(&mut self, report: &StepReport) -> Result<()> {
+        let m = self.sums.log.mean();
         let line = format!(
             "{},{},{:.6},{:.6},{:.6},{:.6},{:.1}\n",
             report.epoch,
@@ -380,7 +416,7 @@ impl Run {
             m.d_fake,
             report.images_per_sec
         );
-        *log = Interval::default();
+        self.sums.log = Interval::default();
         let path = self.dir.join(METRICS_FILE);
         let io = |source| Error::Io {
             path: path.clone(),
@@ -394,9 +430,19 @@ impl Run {
     }
 }
 
-/// The newest complete full-state checkpoint of the run in `dir`, if any.
+/// The newest full-state checkpoint of the run in `dir`, if any: the one `checkpoints/latest`
+/// names, or, where that pointer is missing or names a missing file, the newest
+/// `state-*.safetensors` there.
 pub fn latest_state(dir: &Path) -> Result<Option<PathBuf>> {
-    let pointer = dir.join("checkpoints").join(LATEST);
+    Ok(state_files(dir)?.into_iter().next())
+}
+
+/// The run's state files, newest first: the one `checkpoints/latest` names (if it exists),
+/// then every `state-*.safetensors` by descending step.
+fn state_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let ckdir = dir.join("checkpoints");
+    let pointer = ckdir.join(LATEST);
+    let mut files = Vec::new();
     match fs::read_to_string(&pointer) {
         Ok(name) => {
             let name = name.trim();
@@ -406,14 +452,50 @@ pub fn latest_state(dir: &Path) -> Result<Option<PathBuf>> {
                     problem: "malformed pointer".into(),
                 });
             }
-            Ok(Some(dir.join("checkpoints").join(name)))
+            let named = ckdir.join(name);
+            if named.is_file() {
+                files.push(named);
+            }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Io {
-            path: pointer,
-            source,
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(Error::Io {
+                path: pointer,
+                source,
+            });
+        }
     }
+    let mut states = list_states(&ckdir)?;
+    states.sort();
+    states.reverse();
+    for state in states {
+        if !files.contains(&state) {
+            files.push(state);
+        }
+    }
+    Ok(files)
+}
+
+/// The `state-*.safetensors` files in `ckdir` (none if it does not exist).
+fn list_states(ckdir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(ckdir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: ckdir.to_owned(),
+                source,
+            });
+        }
+    };
+    Ok(entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("state-") && n.ends_with(".safetensors"))
+        })
+        .collect())
 }
 
 /// Takes the run directory's lock (an OS lock on `lock`, released when the process ends,
@@ -504,10 +586,41 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
 }
 
 /// Running sums of step statistics.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Interval {
     n: usize,
     sum: StepStats,
+}
+
+/// The sums a run carries across steps: the epoch's, and the metrics row's.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Sums {
+    epoch: Interval,
+    log: Interval,
+}
+
+impl Sums {
+    /// Metadata key of the sums in a full-state checkpoint.
+    const KEY: &str = "cdcgan.run_sums";
+
+    /// Stores the sums in `ckpt`'s metadata (f64 values print and parse back exactly).
+    fn record(&self, ckpt: &mut Checkpoint) -> Result<()> {
+        let json = serde_json::to_string(self)
+            .map_err(|e| Error::Config(format!("cannot serialise the running sums: {e}")))?;
+        ckpt.metadata.insert(Self::KEY.into(), json);
+        Ok(())
+    }
+
+    /// The sums stored in `ckpt`; none (a state written before they were kept) reads as zero.
+    fn from_checkpoint(ckpt: &Checkpoint) -> Result<Self> {
+        match ckpt.metadata.get(Self::KEY) {
+            None => Ok(Self::default()),
+            Some(json) => serde_json::from_str(json).map_err(|e| Error::Checkpoint {
+                origin: Self::KEY.into(),
+                problem: format!("unreadable running sums: {e}"),
+            }),
+        }
+    }
 }
 
 impl Interval {

@@ -35,7 +35,7 @@ pub struct Position {
 }
 
 /// Scalars from one training step.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct StepStats {
     /// Discriminator loss (real + fake BCE), from the last D step.
     pub d_loss: f64,

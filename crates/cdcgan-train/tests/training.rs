@@ -5,7 +5,8 @@ mod common;
 use candle_core::Device;
 use cdcgan_model::Checkpoint;
 use cdcgan_train::{
-    Error, ModeSeekingSpace, Observer, Outcome, Phase, Run, StepReport, TrainConfig, latest_state,
+    EpochReport, Error, ModeSeekingSpace, Observer, Outcome, Phase, Run, StepReport, StepStats,
+    TrainConfig, latest_state,
 };
 use common::{contents, patterns, tiny};
 
@@ -19,6 +20,25 @@ impl Observer for StopAt {
     }
     fn should_stop(&mut self) -> bool {
         self.0 == 0
+    }
+}
+
+/// Keeps every epoch's (epoch, step, mean statistics); stops after `stop` steps if given.
+#[derive(Default)]
+struct Epochs {
+    seen: Vec<(u32, u64, StepStats)>,
+    stop: Option<u64>,
+}
+
+impl Observer for Epochs {
+    fn on_step(&mut self, _: &StepReport) {
+        self.stop = self.stop.map(|s| s.saturating_sub(1));
+    }
+    fn on_epoch(&mut self, r: &EpochReport) {
+        self.seen.push((r.epoch, r.step, r.mean));
+    }
+    fn should_stop(&mut self) -> bool {
+        self.stop == Some(0)
     }
 }
 
@@ -93,17 +113,23 @@ fn a_run_writes_checkpoints_metrics_and_grids() {
 fn resuming_gives_bit_identical_weights() {
     let data = patterns(40);
     let straight = tempfile::tempdir().unwrap();
+    let mut want_epochs = Epochs::default();
     Run::create(straight.path(), tiny(2, 8), &Device::Cpu)
         .unwrap()
-        .train(&data, &mut ())
+        .train(&data, &mut want_epochs)
         .unwrap();
     let want = final_state(straight.path());
 
-    // Stopped at the epoch boundary (after step 5) and mid-epoch (after step 7).
-    for stop in [5, 7] {
+    // Stopped at the epoch boundary (after step 5) and mid-epoch (after steps 6 and 7, with
+    // a metrics row every 2 steps: inside a row's interval and at its end).
+    for stop in [5, 6, 7] {
         let dir = tempfile::tempdir().unwrap();
         let mut run = Run::create(dir.path(), tiny(2, 8), &Device::Cpu).unwrap();
-        let out = run.train(&data, &mut StopAt(stop)).unwrap();
+        let mut epochs = Epochs {
+            stop: Some(stop),
+            ..Epochs::default()
+        };
+        let out = run.train(&data, &mut epochs).unwrap();
         assert!(
             matches!(out, Outcome::Interrupted(_)),
             "stop at {stop}: {out:?}"
@@ -111,17 +137,21 @@ fn resuming_gives_bit_identical_weights() {
         drop(run);
         let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
         assert_eq!(run.trainer().position().step, stop);
-        assert_eq!(run.train(&data, &mut ()).unwrap(), Outcome::Finished);
+        epochs.stop = None;
+        assert_eq!(run.train(&data, &mut epochs).unwrap(), Outcome::Finished);
         assert_eq!(final_state(dir.path()), want, "stop at {stop}");
+        // The interrupted epoch's summary covers all its steps, as the unbroken run's does.
+        assert_eq!(epochs.seen, want_epochs.seen, "stop at {stop}");
         let metrics = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
         let straight_metrics =
             std::fs::read_to_string(straight.path().join("metrics.csv")).unwrap();
-        let steps = |m: &str| -> Vec<String> {
+        // Every column but the speed.
+        let rows = |m: &str| -> Vec<String> {
             m.lines()
-                .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+                .map(|l| l.split(',').take(6).collect::<Vec<_>>().join(","))
                 .collect()
         };
-        assert_eq!(steps(&metrics), steps(&straight_metrics), "stop at {stop}");
+        assert_eq!(rows(&metrics), rows(&straight_metrics), "stop at {stop}");
     }
 }
 
@@ -136,6 +166,42 @@ fn same_seed_same_weights_other_seed_other_weights() {
     let a = run_with(1);
     assert_eq!(a, run_with(1));
     assert_ne!(a, run_with(2));
+}
+
+/// What the README promises: the same seed on the same thread count trains bit for bit the
+/// same weights; on another thread count, the same weights up to float rounding (gradients
+/// are summed over other splits of the batch).
+#[test]
+fn a_run_repeats_exactly_per_thread_count_and_closely_across_them() {
+    let data = patterns(40);
+    // Wide enough (16 channels) that D's conv2 and G's deconv1 take the Winograd kernels.
+    let mut cfg = tiny(1, 8);
+    cfg.model.gen_width = 16;
+    cfg.model.disc_width = 16;
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| trained(cfg.clone(), &data))
+    };
+    let one = on(1);
+    for threads in [3, 8] {
+        let a = on(threads);
+        assert_eq!(a, on(threads), "{threads} threads: not repeatable");
+        for ((name, x), (_, y)) in one.iter().zip(&a) {
+            let scale = x.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let worst = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-3 * scale,
+                "{threads} threads, {name}: off by {worst}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -190,6 +256,46 @@ fn spectral_norm_trains_keeps_its_vectors_and_resumes_exactly() {
 
     // Stopped mid-epoch: the resumed run must pick up the same vectors.
     assert_eq!(stopped_and_resumed(cfg, &data, 7), want);
+}
+
+#[test]
+fn resume_falls_back_to_the_older_state_when_the_newest_is_damaged() {
+    let data = patterns(40);
+    let dir = tempfile::tempdir().unwrap();
+    Run::create(dir.path(), tiny(2, 8), &Device::Cpu)
+        .unwrap()
+        .train(&data, &mut ())
+        .unwrap();
+    let ck = dir.path().join("checkpoints");
+    let (older, newest) = (
+        ck.join("state-00000005.safetensors"),
+        ck.join("state-00000010.safetensors"),
+    );
+    // Without its `latest` pointer, the run's newest state is still found.
+    std::fs::remove_file(ck.join("latest")).unwrap();
+    assert_eq!(latest_state(dir.path()).unwrap(), Some(newest.clone()));
+    let flip_last_byte = |path: &std::path::Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        *bytes.last_mut().unwrap() ^= 0x40;
+        std::fs::write(path, bytes).unwrap();
+    };
+    flip_last_byte(&newest);
+    let run = Run::resume(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(run.trainer().position().step, 5);
+    let skipped = run.skipped_states();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].0, newest);
+    assert!(skipped[0].1.contains("checksum"), "{}", skipped[0].1);
+    drop(run);
+    // With every state damaged, resuming is refused rather than started over.
+    flip_last_byte(&older);
+    let err = Run::resume(dir.path(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no older state loads"), "{err}");
+    // A directory that does not exist is named as such.
+    let err = Run::resume(dir.path().join("nowhere"), &Device::Cpu).unwrap_err();
+    assert!(err.to_string().ends_with("no such directory"), "{err}");
 }
 
 #[test]
