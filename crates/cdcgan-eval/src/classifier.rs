@@ -228,9 +228,14 @@ impl Classifier {
             .unwrap_or_default();
         match record.remove(META_ARCH) {
             Some(a) if a == CLASSIFIER_ARCH => {}
-            other => {
+            Some(other) => {
                 return Err(bad(format!(
-                    "architecture {other:?}, expected {CLASSIFIER_ARCH:?} (not a classifier file?)"
+                    "architecture `{other}`, expected `{CLASSIFIER_ARCH}` (not a classifier file?)"
+                )));
+            }
+            None => {
+                return Err(bad(format!(
+                    "no `{META_ARCH}` entry: not a classifier file"
                 )));
             }
         }

@@ -130,10 +130,13 @@ impl Checkpoint {
         // The digest covers the tensors exactly as they are stored (dtype converted).
         let digest = content_digest(tensors.iter().map(|(name, t)| (name.as_str(), t)));
         meta.insert(META_SHA256.into(), digest);
-        safetensors::serialize(tensors, Some(meta)).map_err(|source| Error::Safetensors {
-            origin: "<serialise>".into(),
-            source,
-        })
+        let bytes = safetensors::serialize(tensors, Some(meta.clone())).map_err(|source| {
+            Error::Safetensors {
+                origin: "<serialise>".into(),
+                source,
+            }
+        })?;
+        sort_metadata(bytes, &meta.into_iter().collect())
     }
 
     /// Writes the checkpoint atomically (temporary file, fsync, rename).
@@ -204,9 +207,14 @@ impl Checkpoint {
         }
         match metadata.get(META_ARCH).map(String::as_str) {
             Some(ARCH) => {}
-            other => {
+            Some(other) => {
                 return Err(meta_err(format!(
-                    "architecture {other:?}, this build knows only {ARCH:?}"
+                    "architecture `{other}`; this build knows only `{ARCH}`"
+                )));
+            }
+            None => {
+                return Err(meta_err(format!(
+                    "no `{META_ARCH}` entry: the architecture is not recorded"
                 )));
             }
         }
@@ -305,6 +313,30 @@ fn header_len(head: &[u8], file_len: u64, origin: &str) -> Result<u64> {
         )));
     }
     Ok(n)
+}
+
+/// Rewrites the `__metadata__` object of safetensors `bytes` with its keys sorted, so that one
+/// checkpoint always serialises to the same bytes: safetensors writes the map it is given
+/// (a `HashMap`) in the map's random order. The object comes first in the header and holds
+/// the same entries whichever the order, so it keeps its length and no offset moves.
+fn sort_metadata(mut bytes: Vec<u8>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    const PREFIX: &[u8] = b"{\"__metadata__\":";
+    let sorted = serde_json::to_vec(meta)
+        .map_err(|e| Error::Config(format!("cannot serialise the metadata: {e}")))?;
+    let start = 8 + PREFIX.len();
+    let span = start..start + sorted.len();
+    let same = bytes.get(8..start) == Some(PREFIX)
+        && bytes
+            .get(span.clone())
+            .and_then(|old| serde_json::from_slice::<BTreeMap<String, String>>(old).ok())
+            .is_some_and(|old| &old == meta);
+    if !same {
+        return Err(Error::Config(
+            "safetensors wrote its metadata in an unexpected layout".into(),
+        ));
+    }
+    bytes[span].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 /// Refuses a file larger than any checkpoint of the architecture its header declares.
