@@ -38,6 +38,27 @@ fn keep_freed_memory() {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Worker threads for every command (default: $RAYON_NUM_THREADS, else the physical
+    /// cores). Results are bit-identical for one thread count; see README "Threads".
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+}
+
+/// Sizes the thread pools: `threads`, else `$RAYON_NUM_THREADS`, else the physical cores
+/// (candle's rule). The count is also written to `RAYON_NUM_THREADS`, which candle's own pool
+/// reads, so both pools agree.
+///
+/// # Safety
+/// It sets an environment variable: no other thread may be running.
+unsafe fn set_threads(threads: Option<u16>) -> Result<usize> {
+    let n = threads.map_or_else(candle_core::utils::get_num_threads, usize::from);
+    // SAFETY: the caller guarantees no other thread is running.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| anyhow::anyhow!("cannot start {n} worker threads: {e}"))?;
+    Ok(n)
 }
 
 #[derive(Subcommand)]
@@ -186,7 +207,8 @@ fn run(command: Command) -> Result<ExitCode> {
 }
 
 /// The error and its causes on one line, skipping causes already spelled out by the message
-/// above them (library errors often include their source).
+/// above them (library errors often include their source). A cause that is a diagram over
+/// several lines (TOML's caret under the bad value) keeps its lines.
 fn message(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
@@ -198,7 +220,7 @@ fn message(e: &anyhow::Error) -> String {
             out.push_str(&text);
         }
     }
-    out.replace('\n', "; ")
+    out.trim_end().to_owned()
 }
 
 fn main() -> ExitCode {
@@ -206,6 +228,11 @@ fn main() -> ExitCode {
     // SAFETY: first thing in `main`: no other thread exists yet.
     unsafe { cdcgan_model::kernels::shorten_candle_spin() };
     let cli = Cli::parse();
+    // SAFETY: still no other thread: parsing the arguments starts none.
+    if let Err(e) = unsafe { set_threads(cli.threads) } {
+        eprintln!("error: {}", message(&e));
+        return ExitCode::FAILURE;
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
