@@ -1,29 +1,35 @@
-//! Checks against the real MNIST files when `../shared/mnist` (or `MNIST_DIR`) is present:
-//! our loader must agree with `candle_datasets::vision::mnist` tensor for tensor.
+//! Checks against the real MNIST files, in `../shared/mnist` beside the workspace or
+//! `$MNIST_DIR`. They are ignored by default (`cargo test -- --ignored` runs them); the
+//! comparison with `candle_datasets::vision::mnist`, tensor for tensor, also needs the
+//! `candle-datasets-check` feature:
+//!
+//! ```text
+//! cargo test -p mnist-data --features candle-datasets-check --test real_mnist -- --ignored
+//! ```
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device};
 use mnist_data::{IdxArray, MNIST_FILES, Mnist};
 
-fn real_dir() -> Option<PathBuf> {
+/// The real MNIST directory; a test asked to run without it fails, saying where it looked.
+fn real_dir() -> PathBuf {
     let candidates = [
         std::env::var_os("MNIST_DIR").map(PathBuf::from),
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/mnist")),
     ];
-    let found = candidates
+    candidates
         .into_iter()
         .flatten()
-        .find(|d| MNIST_FILES.iter().all(|f| f.find_in(d).is_ok()));
-    if found.is_none() {
-        eprintln!("notice: real MNIST not found (../shared/mnist or MNIST_DIR); skipping");
-    }
-    found
+        .find(|d| MNIST_FILES.iter().all(|f| f.find_in(d).is_ok()))
+        .expect("real MNIST not found in $MNIST_DIR or ../shared/mnist")
 }
 
+#[cfg(feature = "candle-datasets-check")]
 #[test]
+#[ignore = "needs MNIST"]
 fn matches_candle_datasets_on_the_real_files() {
-    let Some(dir) = real_dir() else { return };
+    use candle_core::{DType, Device};
+    let dir = real_dir();
     let ours = Mnist::load(&dir).unwrap();
     assert_eq!(ours.train.len(), 60_000);
     assert_eq!(ours.test.len(), 10_000);
@@ -69,8 +75,11 @@ fn matches_candle_datasets_on_the_real_files() {
 }
 
 #[test]
-fn truncated_real_file_is_refused_with_its_name() {
-    let Some(dir) = real_dir() else { return };
+#[ignore = "needs MNIST"]
+fn the_real_files_load_and_a_truncated_one_is_refused_with_its_name() {
+    let dir = real_dir();
+    let mnist = Mnist::load(&dir).unwrap();
+    assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
     let path = MNIST_FILES[3].find_in(&dir).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let tmp = tempfile::tempdir().unwrap();
