@@ -23,12 +23,21 @@ pub struct Options {
     pub stock: bool,
     /// Rounds of (cdcgan, PyTorch), run alternately; each side reports its median over rounds.
     pub rounds: usize,
+    /// Thread counts of the scaling measurement (`--threads 1,2,4`); empty: the machine's
+    /// cores only, with the per-layer table.
+    pub threads: Vec<usize>,
 }
 
-/// Runs the release-built bench example with `args` and parses its JSON line.
-fn ours(workspace: &Path, args: &[&str]) -> Result<Value> {
+/// Runs the release-built bench example with `args` (on `threads` threads, else rayon's
+/// default) and parses its JSON line.
+fn ours(workspace: &Path, args: &[&str], threads: Option<usize>) -> Result<Value> {
     let exe = workspace.join("target/release/examples/bench");
-    let out = Command::new(&exe)
+    let mut cmd = Command::new(&exe);
+    if let Some(t) = threads {
+        // Both rayon's pool and candle's read it.
+        cmd.env("RAYON_NUM_THREADS", t.to_string());
+    }
+    let out = cmd
         .args(args)
         .output()
         .with_context(|| format!("cannot run {}", exe.display()))?;
@@ -123,6 +132,11 @@ pub fn run(workspace: &Path, opts: &Options, log: impl Fn(&str)) -> Result<Value
     let machine = machine();
     let threads = machine["cores"].as_u64().unwrap_or(1) as usize;
     out.insert("machine".into(), machine);
+    if !opts.threads.is_empty() {
+        out.insert("rounds".into(), json!(opts.rounds.max(1)));
+        out.insert("scaling".into(), scaling(workspace, opts, &log)?);
+        return Ok(Value::Object(out));
+    }
     // Shared VMs drift by tens of percent over minutes: alternating the two sides round by
     // round exposes both to the same drift, and the ratio is the median of same-round ratios.
     let rounds = opts.rounds.max(1);
@@ -134,6 +148,7 @@ pub fn run(workspace: &Path, opts: &Options, log: impl Fn(&str)) -> Result<Value
         mine.push(ours(
             workspace,
             &["--layers", "--steps", &steps, "--batches", BATCHES],
+            None,
         )?);
         if let Some(python) = &opts.python {
             log(&format!(
@@ -163,10 +178,87 @@ pub fn run(workspace: &Path, opts: &Options, log: impl Fn(&str)) -> Result<Value
             ours(
                 workspace,
                 &["--stock", "--layers", "--steps", &few, "--batches", BATCHES],
+                None,
             )?,
         );
     }
     Ok(Value::Object(out))
+}
+
+/// For each thread count of `opts.threads`: both sides' training and generation speed in
+/// alternating rounds (ours on a rayon pool of that size, PyTorch with `set_num_threads`).
+fn scaling(workspace: &Path, opts: &Options, log: &impl Fn(&str)) -> Result<Value> {
+    let steps = opts.steps.to_string();
+    let mut rows = Vec::new();
+    for &t in &opts.threads {
+        if t == 0 {
+            bail!("--threads: counts start at 1");
+        }
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for round in 1..=opts.rounds.max(1) {
+            log(&format!("{t} threads, round {round}: measuring cdcgan..."));
+            mine.push(ours(
+                workspace,
+                &["--steps", &steps, "--batches", BATCHES],
+                Some(t),
+            )?);
+            if let Some(python) = &opts.python {
+                log(&format!("{t} threads, round {round}: measuring PyTorch..."));
+                theirs.push(torch(python, &opts.torch_ref, opts.steps, t)?);
+            }
+        }
+        let mut row = Map::new();
+        row.insert("threads".into(), json!(t));
+        row.insert("cdcgan".into(), median_of(&mine));
+        if !theirs.is_empty() {
+            row.insert("pytorch".into(), median_of(&theirs));
+            row.insert("vs_pytorch".into(), paired_ratios(&mine, &theirs));
+        }
+        rows.push(Value::Object(row));
+    }
+    Ok(Value::Array(rows))
+}
+
+/// The scaling rows as a Markdown table: speeds per thread count, the ratio to PyTorch at
+/// the same count, and parallel efficiency (speed / (threads x speed on the first row's
+/// thread count, scaled by its count)).
+pub fn scaling_table(r: &Value) -> String {
+    let rows = r["scaling"].as_array().cloned().unwrap_or_default();
+    let mut s = format!(
+        "machine: {} ({} cores), medians of {} alternating rounds\n\n\
+         | threads | train b32 img/s | b64 | b128 | generate img/s | PyTorch b32 | b64 | b128 | generate | vs PyTorch b32 | b64 | b128 | generate | efficiency b32 | b64 | b128 |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        r["machine"]["cpu"].as_str().unwrap_or("?"),
+        r["machine"]["cores"],
+        r["rounds"].as_u64().unwrap_or(1)
+    );
+    let keys = ["train_b32_img_s", "train_b64_img_s", "train_b128_img_s"];
+    let base = rows.first().cloned().unwrap_or(Value::Null);
+    let base_threads = base["threads"].as_f64().unwrap_or(1.0);
+    for row in &rows {
+        let t = row["threads"].as_f64().unwrap_or(1.0);
+        let mut cells = vec![format!("{t}")];
+        for key in keys.iter().chain(&["generate_img_s"]) {
+            cells.push(cell(num(&row["cdcgan"], key)));
+        }
+        for key in keys.iter().chain(&["generate_img_s"]) {
+            cells.push(cell(num(&row["pytorch"], key)));
+        }
+        for key in keys.iter().chain(&["generate_img_s"]) {
+            cells.push(num(&row["vs_pytorch"], key).map_or("-".into(), |x| format!("{x:.2}x")));
+        }
+        for key in keys {
+            let eff = match (num(&row["cdcgan"], key), num(&base["cdcgan"], key)) {
+                (Some(v), Some(b)) if b > 0.0 => {
+                    format!("{:.0}%", 100.0 * v * base_threads / (t * b))
+                }
+                _ => "-".into(),
+            };
+            cells.push(eff);
+        }
+        s += &format!("| {} |\n", cells.join(" | "));
+    }
+    s
 }
 
 /// The speed and memory figures compared across implementations.
@@ -351,6 +443,24 @@ mod tests {
         assert_eq!(paired_ratios(&ours, &theirs)["train_b128_img_s"], 1.3);
         assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
         assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn scaling_table_gives_ratios_and_efficiency_per_thread_count() {
+        let row = |t: usize, ours: f64, theirs: f64| {
+            json!({"threads": t,
+                   "cdcgan": {"train_b64_img_s": ours},
+                   "pytorch": {"train_b64_img_s": theirs},
+                   "vs_pytorch": {"train_b64_img_s": ours / theirs}})
+        };
+        let r = json!({"machine": {"cpu": "Test CPU", "cores": 8}, "rounds": 1,
+                       "scaling": [row(1, 100.0, 80.0), row(2, 190.0, 150.0), row(8, 560.0, 400.0)]});
+        let t = scaling_table(&r);
+        assert!(t.contains("| 1 | - | 100.0 | - | - | - | 80.0 |"), "{t}");
+        assert!(t.contains("| 2 | - | 190.0 |"), "{t}");
+        // 190 / (2 x 100) = 95%, 560 / (8 x 100) = 70%; 560 / 400 = 1.40x.
+        assert!(t.contains("| - | 95% | - |"), "{t}");
+        assert!(t.contains("| - | 1.40x | - | - | - | 70% | - |"), "{t}");
     }
 
     #[test]

@@ -56,6 +56,11 @@ enum Task {
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// Measure scaling instead: training and generation at each of these thread counts,
+        /// beside PyTorch at the same count (e.g. 1,2,4,8; counts above the machine's cores
+        /// oversubscribe it).
+        #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+        threads: Vec<usize>,
     },
     /// Build the browser page (WASM generator) into target/web/; --serve shows it.
     ///
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
             no_torch,
             no_stock,
             json,
+            threads,
         } => {
             let python = (!no_torch).then(|| {
                 python
@@ -120,12 +126,15 @@ fn main() -> ExitCode {
                 steps,
                 python,
                 torch_ref,
-                stock: !no_stock,
+                stock: !no_stock && threads.is_empty(),
                 rounds,
+                threads,
             };
             bench::run(&workspace, &opts, |m| eprintln!("{m}")).map(|r| {
                 if json {
                     println!("{r}");
+                } else if r.get("scaling").is_some() {
+                    println!("{}", bench::scaling_table(&r));
                 } else {
                     println!("{}", bench::table(&r));
                 }
