@@ -71,59 +71,55 @@ fn refused(dir: &Path, args: &[&str], want: &str) {
 fn oversized_requests_are_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    refused(
-        d,
-        &["sample", "--per-class", "100000000"],
-        "larger than the limit",
-    );
-    refused(
-        d,
-        &["sample", "--digit", "3", "--count", "18446744073709551615"],
-        "larger than the limit",
-    );
-    refused(d, &["sample", "--scale", "100000"], "larger than the limit");
-    refused(
-        d,
-        &["number", "12", "--scale", "100000"],
-        "larger than the limit",
-    );
-    refused(
-        d,
-        &[
-            "sample",
-            "--format",
-            "idx",
-            "--count-per-class",
-            "1000000000",
-        ],
-        "at most 4294967295",
-    );
-    refused(
-        d,
-        &["train", "--grid-per-class", "100000", "--out", "g"],
-        "grid_per_class",
-    );
-    refused(d, &["eval", "--per-class", "100000000"], "at most 5000");
-    refused(
-        d,
-        &["eval", "--cas", "--cas-per-class", "100000000"],
-        "1 to 20000",
-    );
-    refused(
-        d,
-        &["train", "--batch-size", "1000000", "--out", "b"],
-        "more than the 8 GiB budget",
-    );
-    refused(
-        d,
-        &["sample", "--format", "idx", "--out", "/nonexistent/x"],
-        "/nonexistent",
-    );
-    refused(
-        d,
-        &["sample", "--out", "no/such/dir/s.png"],
-        "not an existing directory",
-    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["sample", "--per-class", "100000000"],
+            "larger than the limit",
+        ),
+        (
+            &["sample", "--digit", "3", "--count", "18446744073709551615"],
+            "larger than the limit",
+        ),
+        (&["sample", "--scale", "100000"], "larger than the limit"),
+        (
+            &["number", "12", "--scale", "100000"],
+            "larger than the limit",
+        ),
+        (
+            &[
+                "sample",
+                "--format",
+                "idx",
+                "--count-per-class",
+                "1000000000",
+            ],
+            "at most 4294967295",
+        ),
+        (
+            &["train", "--grid-per-class", "100000", "--out", "g"],
+            "grid_per_class",
+        ),
+        (&["eval", "--per-class", "100000000"], "at most 5000"),
+        (
+            &["eval", "--cas", "--cas-per-class", "100000000"],
+            "1 to 20000",
+        ),
+        (
+            &["train", "--batch-size", "1000000", "--out", "b"],
+            "more than the 8 GiB budget",
+        ),
+        (
+            &["sample", "--format", "idx", "--out", "/nonexistent/x"],
+            "/nonexistent",
+        ),
+        (
+            &["sample", "--out", "no/such/dir/s.png"],
+            "not an existing directory",
+        ),
+    ];
+    for (args, want) in cases {
+        refused(d, args, want);
+    }
     // Nothing was written by any of them.
     assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
     // A zero scale or an absurd walk is a usage error (exit 2), not a silent 1.
@@ -196,8 +192,10 @@ fn sampling_memory_is_independent_of_the_count() {
     let png_small = run(&["sample", "--per-class", "200", "--out", "a.png"]);
     let png_large = run(&["sample", "--per-class", "1000", "--out", "b.png"]);
     // The grid itself (10,000 digits, 9 MB of pixels) and its encoding grow; the floats do not.
+    // Measured growth: under 48 MiB on an idle machine, 114 MiB once under CI's parallel tests;
+    // before streaming it was about 270 KB a digit (13.4 GB at 50,000), 2.6 GB here.
     assert!(
-        png_large <= png_small + 48,
+        png_large <= png_small + 160,
         "PNG: {png_small} MiB for 2000 digits, {png_large} MiB for 10000"
     );
 }
