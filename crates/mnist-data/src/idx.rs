@@ -435,10 +435,9 @@ impl Write for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        // Not committed (or the commit failed before the rename): leave no temporary file.
-        if self.file.take().is_some() || self.tmp.exists() {
-            let _ = fs::remove_file(&self.tmp);
-        }
+        // Not committed, or the commit failed before the rename: leave no temporary file.
+        // After a rename there is nothing left to remove, and the call fails harmlessly.
+        let _ = fs::remove_file(&self.tmp);
     }
 }
 
