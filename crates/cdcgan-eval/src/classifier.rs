@@ -39,6 +39,9 @@ pub const CLASSIFIER_ARCH: &str = "mnist-cnn-1";
 pub const META_RECORD: &str = "cdcgan.classifier";
 const META_ARCH: &str = "cdcgan.arch";
 
+/// Width of the layer dropout acts on (the last conv layer's outputs, flattened).
+pub(crate) const DROPOUT_WIDTH: usize = 128 * (IMAGE_SIDE / 4) * (IMAGE_SIDE / 4);
+
 /// Images per forward pass when scoring a whole set.
 const CHUNK: usize = 500;
 
@@ -120,6 +123,21 @@ impl Classifier {
     /// Logits `[b, 10]` and features `[b, FEATURES]` for images `[b, 1, 28, 28]` in `[-1, 1]`.
     /// `train` uses batch statistics in BatchNorm and updates the running ones.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
+        self.forward_masked(x, train, None)
+    }
+
+    /// [`Classifier::forward_t`] in training mode with inverted dropout before the feature
+    /// layer: `keep` `[b, 6272]` multiplies the flattened last conv layer (0 drops a value).
+    pub fn forward_train(&self, x: &Tensor, keep: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        self.forward_masked(x, true, keep)
+    }
+
+    fn forward_masked(
+        &self,
+        x: &Tensor,
+        train: bool,
+        keep: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
         let relu = Activation::Relu;
         let x = self.bn1.forward_act(&self.conv1.forward(x)?, train, relu)?;
         let x = self
@@ -128,7 +146,11 @@ impl Classifier {
         let x = self
             .bn3
             .forward_act(&self.conv3.forward(&x)?, train, relu)?;
-        let features = self.fc1.forward(&x.flatten_from(1)?)?.relu()?;
+        let mut x = x.flatten_from(1)?;
+        if let Some(keep) = keep {
+            x = x.mul(keep)?;
+        }
+        let features = self.fc1.forward(&x)?.relu()?;
         let logits = self.fc2.forward(&features)?;
         Ok((logits, features))
     }

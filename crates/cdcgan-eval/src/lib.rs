@@ -18,6 +18,7 @@
 //!   its 128-d penultimate layer is the feature space.
 //! - [`Evaluator`]: label accuracy, FID, intra-class FID and a diversity ratio against the
 //!   real test set; [`classification_accuracy_score`] trains on generated digits, tests on real.
+//! - [`targets`]: each metric read against real digits under the same judge, met or not.
 //! - [`frechet`]: Gaussian fits and the Fréchet distance in f64 with a symmetric matrix root.
 
 mod classifier;
@@ -25,6 +26,7 @@ mod error;
 mod fit;
 pub mod frechet;
 mod metrics;
+mod targets;
 
 pub use classifier::{
     CLASSIFIER_ARCH, Classifier, FEATURES, META_RECORD, Scores, accuracy, class_accuracy, confusion,
@@ -34,3 +36,4 @@ pub use fit::{FitConfig, FitEpoch, fit};
 pub use metrics::{
     Cas, DIVERSITY_SAMPLES, Evaluator, Metrics, classification_accuracy_score, per_class_subset,
 };
+pub use targets::{ACCURACY_MARGIN, Comparison, DIVERSITY_BAND, FID_RATIO, Target, targets};

@@ -41,7 +41,10 @@ fn quick_config() -> FitConfig {
         epochs: 2,
         batch_size: 50,
         lr: 2e-3,
-        shift: 1,
+        shift: 1.0,
+        rotation: 0.0,
+        scale: 0.0,
+        dropout: 0.0,
         seed: 3,
     }
 }
@@ -106,6 +109,36 @@ fn the_evaluator_reads_labels_spread_and_distance() {
     // A class with fewer than two images cannot be measured.
     let err = eval.evaluate(&patterns(19, 1)).unwrap_err().to_string();
     assert!(err.contains("class 9"), "{err}");
+}
+
+#[test]
+fn the_judges_recipe_learns_through_its_augmentation_and_dropout_reproducibly() {
+    let (train, test) = (patterns(400, 1), patterns(200, 2));
+    // The default rotation, scale, shift and dropout, on a short run.
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 50,
+        seed: 3,
+        ..FitConfig::default()
+    };
+    let run = || fit(&train, &config, &Device::Cpu, |_, _| true).unwrap();
+    let net = run();
+    let acc = net.accuracy(&test).unwrap();
+    assert!(acc > 0.9, "test accuracy {acc}");
+    let weights = |n: &Classifier| n.to_bytes(DType::F32).unwrap();
+    assert_eq!(
+        weights(&run()),
+        weights(&net),
+        "the same seed, the same judge"
+    );
+    let other = fit(
+        &train,
+        &FitConfig { seed: 4, ..config },
+        &Device::Cpu,
+        |_, _| true,
+    )
+    .unwrap();
+    assert_ne!(weights(&other), weights(&net));
 }
 
 #[test]
