@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use cdcgan_model::LabelInput;
 use cdcgan_train::{
-    EpochReport, ModeSeekingSpace, Observer, Outcome, Phase, Run, RunConfig, StepReport,
+    EpochReport, ModeSeekingSpace, Observer, Outcome, Phase, Preset, Run, RunConfig, StepReport,
     TrainConfig,
 };
 use clap::Args;
@@ -34,10 +34,15 @@ pub struct TrainArgs {
     /// --mode-seeking(-space), --clip and --log-every may change from here on).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config"])]
     pub resume: Option<PathBuf>,
-    /// A TOML config file (see --print-config for every field; `[[phase]]` tables change the
-    /// rates and loss knobs from a given epoch on, as in configs/batchnorm-projection.toml).
+    /// A TOML config file (see --print-config for every field): its `preset` (default sngan)
+    /// with the file's settings over it; `[[phase]]` tables change the rates and loss knobs
+    /// from a given epoch on, as in configs/batchnorm-projection.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The recipe to start from: sngan (the shipped generator's, the default) or dcgan (the
+    /// plain conditional DCGAN); flags change it from there.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["config", "resume"])]
+    pub preset: Option<Preset>,
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -146,7 +151,7 @@ impl TrainArgs {
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
                 RunConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
             }
-            None => RunConfig::default(),
+            None => self.preset.unwrap_or_default().config(),
         };
         let t = &mut c.train;
         macro_rules! set {

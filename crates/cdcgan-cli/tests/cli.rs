@@ -188,6 +188,23 @@ fn the_recipes_are_config_files_and_phases_parse() {
         cdcgan_train::RunConfig::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap()
     };
     let shipped = effective("shipped.toml");
+    // The default recipe is the shipped one, and the plain DCGAN is one flag or file away.
+    let print = |args: &[&str]| {
+        let out = cdcgan(dir.path(), args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        cdcgan_train::RunConfig::from_toml(&String::from_utf8(out.stdout).unwrap()).unwrap()
+    };
+    assert_eq!(print(&["train", "--print-config"]), shipped);
+    let plain = print(&["train", "--preset", "dcgan", "--print-config"]);
+    assert_eq!(effective("dcgan.toml"), plain);
+    assert_eq!(plain, cdcgan_train::Preset::Dcgan.config());
+    assert!(!plain.model.spectral_norm && plain.phases.is_empty());
+    let out = cdcgan(dir.path(), &["train", "--preset", "wgan", "--print-config"]);
+    assert!(
+        stderr(&out).contains("unknown preset `wgan`"),
+        "{}",
+        stderr(&out)
+    );
     let m = shipped.model;
     assert!(m.projection && m.spectral_norm && !m.spectral_norm_proj);
     assert_eq!(shipped.train.epochs, 13);

@@ -217,17 +217,122 @@ impl Phase {
     }
 }
 
+/// A named recipe a run starts from: `cdcgan train --preset` and a config file's `preset`
+/// key; every setting a file or flag leaves out comes from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The shipped generator's recipe (docs/results.md, run 43): a projection discriminator
+    /// under spectral normalisation with its projection table left free, batch 32, EMA, 13
+    /// epochs with the rate cut to a quarter from epoch 10.
+    #[default]
+    Sngan,
+    /// The plain conditional DCGAN the project started from: a BatchNorm discriminator
+    /// reading one-hot label planes, batch 32, EMA, a constant rate for 20 epochs.
+    Dcgan,
+}
+
+impl Preset {
+    /// Every preset, the default first.
+    pub const ALL: [Self; 2] = [Self::Sngan, Self::Dcgan];
+
+    /// The preset's full configuration.
+    pub fn config(self) -> RunConfig {
+        let plain = RunConfig {
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            phases: Vec::new(),
+        };
+        match self {
+            Self::Dcgan => plain,
+            Self::Sngan => RunConfig {
+                model: ModelConfig {
+                    projection: true,
+                    spectral_norm: true,
+                    spectral_norm_proj: false,
+                    ..plain.model
+                },
+                train: TrainConfig {
+                    epochs: 13,
+                    ..plain.train
+                },
+                phases: vec![Phase {
+                    from_epoch: 10,
+                    lr: Some(5e-5),
+                    ..Phase::default()
+                }],
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sngan => "sngan",
+            Self::Dcgan => "dcgan",
+        })
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = Error;
+
+    /// `sngan` or `dcgan`, the names a config file uses.
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| Error::Config(format!("unknown preset `{s}`; expected sngan or dcgan")))
+    }
+}
+
 /// Everything that defines a run: the model, the training settings and their schedule.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The default is [`Preset::default`]'s recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// The architecture.
+    #[serde(default)]
     pub model: ModelConfig,
     /// The training settings (of the first epoch, then as the phases leave them).
+    #[serde(default)]
     pub train: TrainConfig,
-    /// Changes of the settings at later epochs, in epoch order (`[[phase]]` in TOML).
-    #[serde(rename = "phase", skip_serializing_if = "Vec::is_empty")]
+    /// Changes of the settings at later epochs, in epoch order (`[[phase]]` in TOML, `phase =
+    /// []` for none).
+    #[serde(rename = "phase", default)]
     pub phases: Vec<Phase>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Preset::default().config()
+    }
+}
+
+/// What a config file may hold, parsed straight from the text so that an error points at
+/// its line: the preset and partial tables (their missing fields filled later from the
+/// preset).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read for its errors only
+struct ConfigFile {
+    preset: Option<Preset>,
+    model: Option<ModelConfig>,
+    train: Option<TrainConfig>,
+    phase: Option<Vec<Phase>>,
+}
+
+/// Writes `over` onto `base`, table by table; any other value replaces the base's.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 impl RunConfig {
@@ -276,14 +381,33 @@ impl RunConfig {
             .fold(train, |t, p| p.apply(t))
     }
 
-    /// The config as TOML.
+    /// The config as TOML, every field written (reading it back with either parser gives
+    /// the same config).
     pub fn to_toml(&self) -> String {
         // Every field is a plain number, bool, string or option: serialisation cannot fail.
+        // An empty schedule is written `phase = []`, so the default preset's cannot creep back.
         toml::to_string(self).unwrap_or_default()
     }
 
-    /// Parses TOML (missing fields take their defaults; unknown ones are errors).
+    /// Parses a config file: the `preset` it names (else the default), with the file's
+    /// settings written over it. A `[[phase]]` list replaces the preset's; unknown keys are
+    /// errors.
     pub fn from_toml(s: &str) -> Result<Self> {
+        let config_err = |e: toml::de::Error| Error::Config(e.to_string());
+        let file: ConfigFile = toml::from_str(s).map_err(config_err)?;
+        let mut table: toml::Table = s.parse().map_err(config_err)?;
+        table.remove("preset");
+        let base = file.preset.unwrap_or_default().config();
+        let mut merged = toml::Table::try_from(&base).map_err(|e| {
+            Error::Config(format!("preset {}: {e}", file.preset.unwrap_or_default()))
+        })?;
+        merge(&mut merged, table);
+        merged.try_into().map_err(config_err)
+    }
+
+    /// Parses a config as [`RunConfig::to_toml`] wrote it (a run's `config.toml`): no preset;
+    /// a field left out takes its type's default and a missing `phase` means none.
+    pub fn from_saved_toml(s: &str) -> Result<Self> {
         toml::from_str(s).map_err(|e| Error::Config(e.to_string()))
     }
 }
@@ -336,7 +460,11 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
         assert!(c.to_toml().contains("[[phase]]"));
-        assert!(!RunConfig::default().to_toml().contains("phase"));
+        let plain = Preset::Dcgan.config().to_toml();
+        assert!(
+            plain.contains("phase = []") && !plain.contains("[[phase]]"),
+            "{plain}"
+        );
 
         let t = c.entering(13, c.train);
         assert_eq!((t.lr_g, t.lr_d, t.mode_seeking), (5e-5, 5e-5, 0.0));
@@ -346,6 +474,51 @@ mod tests {
         assert_eq!(t.batch_size, c.train.batch_size);
         assert_eq!(c.entering(14, c.train), c.train);
         assert!(RunConfig::from_toml("[[phase]]\nfrom_epoch = 2\nbatch_size = 8\n").is_err());
+    }
+
+    #[test]
+    fn files_start_from_their_preset_and_saved_configs_read_back_exactly() {
+        // No preset: the default (the shipped recipe), the file's settings over it.
+        let c = RunConfig::from_toml("[model]\ngen_width = 96\n").unwrap();
+        let sngan = Preset::Sngan.config();
+        assert_eq!(c.model.gen_width, 96);
+        assert!(c.model.spectral_norm && c.model.projection && !c.model.spectral_norm_proj);
+        assert_eq!((c.train, &c.phases), (sngan.train, &sngan.phases));
+        assert_eq!(RunConfig::from_toml("").unwrap(), RunConfig::default());
+
+        // The plain DCGAN preset, with a schedule of its own replacing none.
+        let c = RunConfig::from_toml("preset = \"dcgan\"\n[train]\nepochs = 4\n").unwrap();
+        assert_eq!(c.model, ModelConfig::default());
+        assert_eq!((c.train.epochs, c.phases.len()), (4, 0));
+        let c = RunConfig::from_toml("[[phase]]\nfrom_epoch = 3\nlr = 1e-4\n").unwrap();
+        assert_eq!(c.phases.len(), 1);
+        assert_eq!((c.phases[0].from_epoch, c.model), (3, sngan.model));
+
+        // Printed and read back, with either parser, each preset stays itself: an empty
+        // schedule is written out, so the default preset's does not creep back.
+        for p in Preset::ALL {
+            let text = p.config().to_toml();
+            assert_eq!(RunConfig::from_toml(&text).unwrap(), p.config(), "{text}");
+            assert_eq!(
+                RunConfig::from_saved_toml(&text).unwrap(),
+                p.config(),
+                "{text}"
+            );
+            assert_eq!(p.to_string().parse::<Preset>().unwrap(), p);
+        }
+        // A run's config.toml from before presets: no phase key means no phases.
+        let old = "[model]\nz_dim = 100\n[train]\nepochs = 2\n";
+        assert!(RunConfig::from_saved_toml(old).unwrap().phases.is_empty());
+
+        for (bad, want) in [
+            ("preset = \"wgan\"\n", "wgan"),
+            ("[model]\nwidth = 3\n", "width"),
+            ("[train]\nepochs = \"x\"\n", "line 2"),
+        ] {
+            let err = RunConfig::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(want), "{bad}: {err}");
+        }
+        assert!("gan".parse::<Preset>().is_err());
     }
 
     #[test]

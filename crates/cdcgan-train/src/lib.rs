@@ -30,7 +30,7 @@ mod trainer;
 
 pub use adam::{Adam, AdamConfig};
 pub use config::{
-    MAX_GRID_PER_CLASS, MEMORY_BUDGET, ModeSeekingSpace, Phase, RunConfig, TrainConfig,
+    MAX_GRID_PER_CLASS, MEMORY_BUDGET, ModeSeekingSpace, Phase, Preset, RunConfig, TrainConfig,
 };
 pub use error::{Error, Result};
 pub use grid::{GRID_PAD, GridLayout, MAX_GRID_PIXELS, grid_image, image_size, save_png};

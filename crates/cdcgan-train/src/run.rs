@@ -204,7 +204,7 @@ impl Run {
                     path: path.clone(),
                     source,
                 })?;
-                let config = RunConfig::from_toml(&text).map_err(|e| Error::Checkpoint {
+                let config = RunConfig::from_saved_toml(&text).map_err(|e| Error::Checkpoint {
                     origin: path.display().to_string(),
                     problem: e.to_string(),
                 })?;
