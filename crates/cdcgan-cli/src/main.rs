@@ -4,6 +4,7 @@ mod eval;
 mod generate;
 mod plot;
 mod train;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
-//! Line charts as PNG: `losses.png` (D and G loss against steps, from `metrics.csv`) and
-//! `eval.png` (quality by epoch).
+//! Line charts as PNG: `losses.png` (D and G loss against steps from `metrics.csv`, and FID
+//! where training judged the epochs) and `eval.png` (quality by epoch).
 
 use std::path::Path;
 
@@ -30,7 +30,11 @@ fn register_font() -> bool {
 }
 
 /// `(step, d_loss, g_loss)` rows of a run's `metrics.csv`.
-fn read_losses(csv: &Path) -> Result<Vec<(f64, f64, f64)>> {
+type Losses = Vec<(f64, f64, f64)>;
+
+/// [`Losses`] of a run's `metrics.csv`, and `(step, fid)` of the rows that carry an FID (an
+/// older file without the column has none).
+fn read_losses(csv: &Path) -> Result<(Losses, Vec<(f64, f64)>)> {
     let text =
         std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
     let mut lines = text.lines();
@@ -42,7 +46,9 @@ fn read_losses(csv: &Path) -> Result<Vec<(f64, f64, f64)>> {
             .with_context(|| format!("{} has no {name} column", csv.display()))
     };
     let (s, d, g) = (col("step")?, col("d_loss")?, col("g_loss")?);
+    let fid_col = col("fid").ok();
     let mut rows = Vec::new();
+    let mut fids = Vec::new();
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
         let num = |c: usize| -> Result<f64> {
@@ -51,8 +57,11 @@ fn read_losses(csv: &Path) -> Result<Vec<(f64, f64, f64)>> {
                 .with_context(|| format!("{} line {}: bad number", csv.display(), i + 2))
         };
         rows.push((num(s)?, num(d)?, num(g)?));
+        if let Some(c) = fid_col.filter(|&c| f.get(c).is_some_and(|v| !v.is_empty())) {
+            fids.push((num(s)?, num(c)?));
+        }
     }
-    Ok(rows)
+    Ok((rows, fids))
 }
 
 /// One line of a chart.
@@ -75,9 +84,10 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
-/// Draws D and G losses from `csv` into the PNG `out`.
+/// Draws D and G losses from `csv` into the PNG `out`, with the FID of the judged epochs
+/// beside them when there are any.
 pub fn loss_plot(csv: &Path, out: &Path) -> Result<()> {
-    let rows = read_losses(csv)?;
+    let (rows, fids) = read_losses(csv)?;
     if rows.is_empty() {
         bail!("{} has no rows to plot", csv.display());
     }
@@ -96,7 +106,19 @@ pub fn loss_plot(csv: &Path, out: &Path) -> Result<()> {
             },
         ],
     };
-    render(&[panel], (800, 450), out)
+    if fids.is_empty() {
+        return render(&[panel], (800, 450), out);
+    }
+    let fid = Panel {
+        title: "FID of the judged epochs (lower is better)".into(),
+        x_desc: "step",
+        y_desc: "FID",
+        series: vec![Series {
+            color: BLUE,
+            points: fids,
+        }],
+    };
+    render(&[panel, fid], (1400, 450), out)
 }
 
 /// Draws `panels` side by side into a PNG of `size` pixels at `out` (written atomically).
@@ -177,6 +199,21 @@ mod tests {
         loss_plot(&csv, &out).unwrap();
         let img = image::open(&out).unwrap();
         assert_eq!((img.width(), img.height()), (800, 450));
+        // With judged epochs, the FID panel joins the losses.
+        std::fs::write(
+            &csv,
+            "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec,accuracy,fid,diversity_min\n\
+             1,10,1.2,0.8,0.5,0.4,100,,,\n1,20,1.0,1.1,0.6,0.3,100,0.9,12.5,0.8\n\
+             2,40,1.0,1.1,0.6,0.3,100,0.95,8.0,0.9\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_losses(&csv).unwrap().1,
+            vec![(20.0, 12.5), (40.0, 8.0)]
+        );
+        loss_plot(&csv, &out).unwrap();
+        let img = image::open(&out).unwrap();
+        assert_eq!((img.width(), img.height()), (1400, 450));
         std::fs::write(&csv, "epoch,step,d_loss,g_loss\n1,x,1,1\n").unwrap();
         let err = loss_plot(&csv, &out).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");

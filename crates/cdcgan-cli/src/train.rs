@@ -6,15 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
-use cdcgan_model::LabelInput;
+use cdcgan_model::{Generator, LabelInput};
 use cdcgan_train::{
-    EpochReport, ModeSeekingSpace, Observer, Outcome, Phase, Preset, Run, RunConfig, StepReport,
-    TrainConfig,
+    EpochReport, ModeSeekingSpace, Observer, Outcome, Phase, Preset, Quality, Run, RunConfig,
+    StepReport, TrainConfig,
 };
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::generate::write_gif;
+use crate::watch::LiveJudge;
 
 /// Flags of `cdcgan train`; every knob of the config file has one, and a flag wins over the file.
 ///
@@ -101,6 +102,11 @@ pub struct TrainArgs {
     /// Steps between metrics.csv rows.
     #[arg(long, help_heading = "Training")]
     pub log_every: Option<u64>,
+    /// Epochs between quality measurements (1000 digits, the built-in judge): label accuracy,
+    /// FID and the narrowest class in the progress, metrics.csv and the JSON log, and the best
+    /// generator by FID kept as checkpoints/best.safetensors (0 = off).
+    #[arg(long, value_name = "N", help_heading = "Training")]
+    pub eval_every: Option<u32>,
     /// Columns of the per-epoch sample grid.
     #[arg(long, help_heading = "Training", conflicts_with = "resume")]
     pub grid_per_class: Option<usize>,
@@ -171,7 +177,8 @@ impl TrainArgs {
             ema_decay,
             seed,
             log_every,
-            grid_per_class
+            grid_per_class,
+            eval_every
         );
         if let Some(lr) = self.lr {
             (t.lr_g, t.lr_d) = (lr, lr);
@@ -254,12 +261,12 @@ pub enum Ended {
     Interrupted,
 }
 
-/// The training split from `data` (else $MNIST_DIR, else data/mnist), cut to `limit`, and
-/// where it came from.
+/// The training split from `data` (else $MNIST_DIR, else data/mnist), cut to `limit`, the
+/// test split (the live judge's reference), and where they came from.
 fn load_split(
     data: Option<PathBuf>,
     limit: Option<usize>,
-) -> Result<(mnist_data::Split, DataSource)> {
+) -> Result<(mnist_data::Split, mnist_data::Split, DataSource)> {
     let mnist = crate::load_mnist(data.as_deref())?;
     let split = match limit {
         Some(n) => mnist.train.take(n),
@@ -270,7 +277,7 @@ fn load_split(
         dir: Some(std::fs::canonicalize(&dir).unwrap_or(dir)),
         limit,
     };
-    Ok((split, source))
+    Ok((split, mnist.test, source))
 }
 
 /// Binds `run` to its data (refusing other data than it was trained on) and records where the
@@ -292,7 +299,7 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
         return Ok(Ended::Finished);
     }
     let dev = Device::Cpu;
-    let (mut run, split) = match &args.resume {
+    let (mut run, split, test) = match &args.resume {
         Some(dir) => {
             // The run's own config is used (clap refuses the flags that would change it); the
             // schedule and the loss knobs may change.
@@ -313,6 +320,7 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
             let mut t = change.apply(run.trainer().config().train);
             t.epochs = args.epochs.unwrap_or(t.epochs);
             t.log_every = args.log_every.unwrap_or(t.log_every);
+            t.eval_every = args.eval_every.unwrap_or(t.eval_every);
             let done = run.trainer().position().epoch;
             if done >= t.epochs {
                 // Nothing to train: say so rather than load the data for no step, and leave
@@ -350,17 +358,18 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
             // A resumed run reads the data it was started on unless told otherwise;
             // `bind_data` refuses other data before any work is done.
             let recorded = DataSource::read(run.dir())?.unwrap_or_default();
-            let (split, source) = load_split(
+            let (split, test, source) = load_split(
                 args.data.clone().or(recorded.dir),
                 args.limit.or(recorded.limit),
             )?;
-            start(run, split, source)?
+            let (run, split) = start(run, split, source)?;
+            (run, split, test)
         }
         None => {
             // Everything that can refuse the start is checked before the run directory is
             // made, so a failed start leaves nothing that blocks `--out` afterwards.
             let config = args.effective_config()?;
-            let (split, source) = load_split(args.data.clone(), args.limit)?;
+            let (split, test, source) = load_split(args.data.clone(), args.limit)?;
             let batch_size = config.train.batch_size;
             if split.len() < batch_size {
                 return Err(cdcgan_train::Error::TooLittleData {
@@ -370,8 +379,17 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
                 .into());
             }
             let run = Run::create(&args.out, config, &dev)?;
-            start(run, split, source)?
+            let (run, split) = start(run, split, source)?;
+            (run, split, test)
         }
+    };
+    let judge = if run.trainer().config().train.eval_every > 0 {
+        // Training does not depend on it: without a judge it goes on unmeasured.
+        LiveJudge::new(&split, &test)
+            .map_err(|e| eprintln!("warning: quality will not be measured: {e:#}"))
+            .ok()
+    } else {
+        None
     };
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -384,7 +402,7 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
         })
         .context("cannot install the Ctrl-C handler")?;
     }
-    let mut display = Display::new(args, stop.clone());
+    let mut display = Display::new(args, stop.clone(), judge);
     let dir = run.dir().to_owned();
     let outcome = run.train(&split, &mut display).map_err(|e| {
         if matches!(e, cdcgan_train::Error::NonFinite { .. }) {
@@ -434,10 +452,11 @@ struct Display {
     quiet: bool,
     json: bool,
     stop: Arc<AtomicBool>,
+    judge: Option<LiveJudge>,
 }
 
 impl Display {
-    fn new(args: &TrainArgs, stop: Arc<AtomicBool>) -> Self {
+    fn new(args: &TrainArgs, stop: Arc<AtomicBool>, judge: Option<LiveJudge>) -> Self {
         let bar = if args.quiet || args.json {
             ProgressBar::hidden()
         } else {
@@ -456,6 +475,7 @@ impl Display {
             quiet: args.quiet,
             json: args.json,
             stop,
+            judge,
         }
     }
 
@@ -485,11 +505,29 @@ impl Observer for Display {
                 "d_real": r.mean.d_real, "d_fake": r.mean.d_fake,
                 "images_per_sec": r.images_per_sec, "seconds": r.seconds,
                 "grid": r.grid, "checkpoint": r.checkpoint,
+                "quality": r.quality, "best_epoch": r.best.map(|(e, _)| e),
             });
             println!("{line}");
         } else if !self.quiet {
+            let quality = r.quality.map_or(String::new(), |q| {
+                format!(
+                    "\n  judged: label accuracy {:.2}%, FID {:.2} (real {:.2}, {:.2}x), narrowest \
+                     class {} at {:.3}{}",
+                    100.0 * q.accuracy,
+                    q.fid,
+                    q.real_fid,
+                    q.fid / q.real_fid,
+                    q.narrowest_class,
+                    q.diversity_min,
+                    if r.best.is_some_and(|(e, _)| e == r.epoch) {
+                        "; best so far"
+                    } else {
+                        ""
+                    }
+                )
+            });
             self.say(&format!(
-                "epoch {}/{}: d_loss {:.3} g_loss {:.3} D(x) {:.2} D(G(z)) {:.2}, {:.0} img/s, {:.0}s; {}",
+                "epoch {}/{}: d_loss {:.3} g_loss {:.3} D(x) {:.2} D(G(z)) {:.2}, {:.0} img/s, {:.0}s; {}{quality}",
                 r.epoch,
                 r.epochs,
                 r.mean.d_loss,
@@ -517,6 +555,20 @@ impl Observer for Display {
                 t.mode_seeking_space,
                 t.clip
             ));
+        }
+    }
+
+    fn judge(&mut self, epoch: u32, generator: &Generator) -> Option<Quality> {
+        let judge = self.judge.as_ref()?;
+        match judge.measure(generator) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                // Training goes on; only the measurement is lost.
+                self.say(&format!(
+                    "warning: epoch {epoch} could not be judged: {e:#}"
+                ));
+                None
+            }
         }
     }
 

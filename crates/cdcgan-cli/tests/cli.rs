@@ -275,11 +275,38 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
         "samples/epoch-002.png",
         "checkpoints/latest",
         "checkpoints/gen-epoch-002.safetensors",
+        "checkpoints/best.safetensors",
         "progress.gif",
         "losses.png",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
+    // Each epoch was judged (the default, --eval-every 1): its last metrics row has the
+    // quality, and the plot shows FID beside the losses.
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let judged = metrics.lines().skip(1).filter(|l| !l.ends_with(",,"));
+    assert_eq!(judged.count(), 2, "{metrics}");
+    let plot = image::open(run.join("losses.png")).unwrap();
+    assert_eq!(plot.width(), 1400);
+    // --json carries the quality; --eval-every 0 measures nothing.
+    let out = cdcgan(
+        dir.path(),
+        &train_args(data, "run-json", &["--epochs", "1", "--json"]),
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fid = line["quality"]["fid"].as_f64().unwrap();
+    assert!(fid.is_finite() && fid >= 0.0, "{line}");
+    assert_eq!(line["best_epoch"], 1);
+    let out = cdcgan(
+        dir.path(),
+        &train_args(data, "run-off", &["--epochs", "1", "--eval-every", "0"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !dir.path()
+            .join("run-off/checkpoints/best.safetensors")
+            .exists()
+    );
     // Samples from the run's generator.
     let out = cdcgan(
         dir.path(),

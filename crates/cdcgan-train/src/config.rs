@@ -46,6 +46,10 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Columns of the per-epoch sample grid (one row per class).
     pub grid_per_class: usize,
+    /// Epochs between quality measurements of the sampling generator (label accuracy, FID,
+    /// the narrowest class), made by the [`Observer`](crate::Observer) and kept in
+    /// `metrics.csv`; the best by FID is kept as `checkpoints/best.safetensors`. 0 = never.
+    pub eval_every: u32,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +71,7 @@ impl Default for TrainConfig {
             seed: 0,
             log_every: 50,
             grid_per_class: 8,
+            eval_every: 1,
         }
     }
 }

@@ -3,11 +3,13 @@
 //! ```text
 //! RUN_DIR/
 //!   config.toml                     the RunConfig
-//!   metrics.csv                     epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec
+//!   metrics.csv                     epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec,
+//!                                   accuracy,fid,diversity_min (an epoch's last row, when judged)
 //!   samples/epoch-001.png           fixed-noise grid, one row per class
 //!   checkpoints/state-00000469.safetensors   full training state (the last two are kept)
 //!   checkpoints/latest              name of the newest complete state file
 //!   checkpoints/gen-epoch-001.safetensors    generator alone (EMA when on), one per epoch
+//!   checkpoints/best.safetensors    the judged generator with the lowest FID so far
 //!   data.txt                        size and hash of the training split it is trained on
 //!   lock                            pid of the process training here (an OS file lock)
 //! ```
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use cdcgan_model::{Checkpoint, noise};
+use cdcgan_model::{Checkpoint, Generator, noise};
 use mnist_data::{Batcher, NUM_CLASSES, Split};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -34,7 +36,12 @@ use crate::trainer::{Position, StepStats, Trainer};
 
 const CONFIG_FILE: &str = "config.toml";
 const METRICS_FILE: &str = "metrics.csv";
-const METRICS_HEADER: &str = "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec";
+const METRICS_HEADER: &str =
+    "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec,accuracy,fid,diversity_min";
+/// The generator with the best FID so far, in `checkpoints/`.
+pub const BEST_FILE: &str = "best.safetensors";
+/// Metadata key of a judged generator's [`Quality`] (JSON).
+pub const META_QUALITY: &str = "cdcgan.quality";
 const LATEST: &str = "latest";
 const LOCK_FILE: &str = "lock";
 const DATA_FILE: &str = "data.txt";
@@ -79,6 +86,30 @@ pub struct EpochReport {
     pub grid: PathBuf,
     /// The full-state checkpoint written.
     pub checkpoint: PathBuf,
+    /// The sampling generator's quality after this epoch, if it was judged.
+    pub quality: Option<Quality>,
+    /// The epoch and quality of the best generator by FID so far (`checkpoints/best`).
+    pub best: Option<(u32, Quality)>,
+}
+
+/// How good a generator's digits are, as an [`Observer::judge`] measures them. A value the
+/// judge could not measure is NaN (JSON `null`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Quality {
+    /// Share of the digits the judge reads as the class they were drawn for (0..1).
+    #[serde(deserialize_with = "null_as_nan")]
+    pub accuracy: f64,
+    /// Fréchet distance to real digits in the judge's features (lower is better).
+    #[serde(deserialize_with = "null_as_nan")]
+    pub fid: f64,
+    /// The same FID for real training digits of the same count: the floor to read `fid` by.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub real_fid: f64,
+    /// The lowest per-class diversity ratio (1 = as varied as real digits).
+    #[serde(deserialize_with = "null_as_nan")]
+    pub diversity_min: f64,
+    /// The class with that ratio.
+    pub narrowest_class: u8,
 }
 
 /// How [`Run::train`] ended.
@@ -90,6 +121,12 @@ pub enum Outcome {
     Interrupted(PathBuf),
 }
 
+/// Reads JSON's `null` (what serde_json writes for NaN) back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    use serde::Deserialize as _;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Receives progress; the library itself prints nothing.
 pub trait Observer {
     /// After every step.
@@ -98,6 +135,11 @@ pub trait Observer {
     fn on_epoch(&mut self, _report: &EpochReport) {}
     /// When a `[[phase]]` of the config changes the settings, as `epoch` (from 1) starts.
     fn on_phase(&mut self, _epoch: u32, _train: &TrainConfig) {}
+    /// Measures the sampling generator after `epoch` (every `eval_every` epochs); `None`
+    /// when this observer has no judge. The library has none: it measures nothing itself.
+    fn judge(&mut self, _epoch: u32, _generator: &Generator) -> Option<Quality> {
+        None
+    }
     /// Asked after every step; `true` saves a checkpoint and ends [`Run::train`].
     fn should_stop(&mut self) -> bool {
         false
@@ -302,6 +344,7 @@ impl Run {
                 self.sums.epoch = Interval::default();
             }
             let started = Instant::now();
+            let mut last = None;
             for (i, item) in batcher.epoch_from(u64::from(epoch), batch).enumerate() {
                 let (images, labels) = item?;
                 let stats = self.trainer.step(&images, &labels)?;
@@ -318,8 +361,12 @@ impl Run {
                     stats,
                     images_per_sec: done as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 };
-                if report.step.is_multiple_of(t.log_every) || report.batch == batches {
-                    self.append_metrics(&report)?;
+                // The epoch's last row waits for the epoch's quality, below.
+                if report.step.is_multiple_of(t.log_every) && report.batch < batches {
+                    self.append_metrics(&report, None)?;
+                }
+                if report.batch == batches {
+                    last = Some(report);
                 }
                 observer.on_step(&report);
                 if report.batch < batches && observer.should_stop() {
@@ -335,9 +382,20 @@ impl Run {
                 .dir
                 .join("checkpoints")
                 .join(format!("gen-epoch-{:03}.safetensors", epoch + 1));
-            self.trainer
-                .generator_checkpoint()
-                .save(&gen_path, candle_core::DType::F32)?;
+            let generator = self.trainer.generator_checkpoint();
+            generator.save(&gen_path, candle_core::DType::F32)?;
+            let judge_now = t.eval_every > 0 && (epoch + 1).is_multiple_of(t.eval_every);
+            let quality = if judge_now {
+                observer.judge(epoch + 1, self.trainer.sampling_generator())
+            } else {
+                None
+            };
+            if let Some(q) = quality {
+                self.keep_if_best(epoch + 1, q, generator)?;
+            }
+            if let Some(last) = &last {
+                self.append_metrics(last, quality.as_ref())?;
+            }
             let checkpoint = self.save_state()?;
             let report = EpochReport {
                 epoch: epoch + 1,
@@ -349,6 +407,8 @@ impl Run {
                 seconds,
                 grid,
                 checkpoint,
+                quality,
+                best: self.sums.best,
             };
             observer.on_epoch(&report);
             if self.trainer.position().epoch < t.epochs && observer.should_stop() {
@@ -404,10 +464,27 @@ impl Run {
         Ok(path)
     }
 
-    fn append_metrics(&mut self, report: &StepReport) -> Result<()> {
+    /// Keeps `generator` as `checkpoints/best.safetensors` if its FID is the lowest so far.
+    fn keep_if_best(&mut self, epoch: u32, q: Quality, mut generator: Checkpoint) -> Result<()> {
+        if self.sums.best.is_some_and(|(_, best)| best.fid <= q.fid) || !q.fid.is_finite() {
+            return Ok(());
+        }
+        let json = serde_json::to_string(&q)
+            .map_err(|e| Error::Config(format!("cannot serialise the quality: {e}")))?;
+        generator.metadata.insert(META_QUALITY.into(), json);
+        let path = self.dir.join("checkpoints").join(BEST_FILE);
+        generator.save(&path, candle_core::DType::F32)?;
+        self.sums.best = Some((epoch, q));
+        Ok(())
+    }
+
+    fn append_metrics(&mut self, report: &StepReport, quality: Option<&Quality>) -> Result<()> {
         let m = self.sums.log.mean();
+        let quality = quality.map_or(",,".to_owned(), |q| {
+            format!("{:.6},{:.6},{:.6}", q.accuracy, q.fid, q.diversity_min)
+        });
         let line = format!(
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.1}\n",
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.1},{quality}\n",
             report.epoch,
             report.step,
             m.d_loss,
@@ -597,6 +674,9 @@ struct Interval {
 struct Sums {
     epoch: Interval,
     log: Interval,
+    /// The best judged epoch so far and its quality (absent in states written before).
+    #[serde(default)]
+    best: Option<(u32, Quality)>,
 }
 
 impl Sums {

@@ -221,7 +221,7 @@ impl Trainer {
             return Err(Error::Config(
                 "a run continues with its batch size, seed, Adam betas and epsilon, EMA decay \
                  and grid; only the epochs, learning rates, d_steps, label smoothing, mode \
-                 seeking, clipping and log interval may change"
+                 seeking, clipping, log interval and eval interval may change"
                     .into(),
             ));
         }

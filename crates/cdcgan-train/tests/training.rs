@@ -95,7 +95,7 @@ fn a_run_writes_checkpoints_metrics_and_grids() {
     let rows: Vec<&str> = metrics.lines().collect();
     assert_eq!(
         rows[0],
-        "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec"
+        "epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec,accuracy,fid,diversity_min"
     );
     assert_eq!(rows.len(), 1 + 6, "{metrics}"); // 5 steps per epoch, a row every 2 and at epoch end
     assert!(rows.last().unwrap().starts_with("2,10,"), "{metrics}");
@@ -516,4 +516,98 @@ fn a_schedule_out_of_order_or_with_a_bad_value_is_refused() {
         let err = Run::create(dir.path(), cfg.clone(), &Device::Cpu).unwrap_err();
         assert!(err.to_string().contains(wanted), "{err}");
     }
+}
+
+/// A judge that reads the FIDs of a script, epoch by epoch, and stops after `stop` epochs.
+struct Scripted {
+    fids: Vec<f64>,
+    judged: Vec<u32>,
+    reports: Vec<(u32, Option<f64>, Option<u32>)>,
+    stop_after: Option<u32>,
+}
+
+impl Observer for Scripted {
+    fn judge(&mut self, epoch: u32, _: &cdcgan_model::Generator) -> Option<cdcgan_train::Quality> {
+        self.judged.push(epoch);
+        Some(cdcgan_train::Quality {
+            accuracy: 0.5,
+            fid: self.fids[epoch as usize - 1],
+            real_fid: 1.0,
+            diversity_min: 0.9,
+            narrowest_class: 6,
+        })
+    }
+    fn on_epoch(&mut self, r: &EpochReport) {
+        let best = r.best.map(|(e, _)| e);
+        self.reports.push((r.epoch, r.quality.map(|q| q.fid), best));
+    }
+    fn should_stop(&mut self) -> bool {
+        self.stop_after
+            .is_some_and(|n| self.reports.len() as u32 >= n)
+    }
+}
+
+#[test]
+fn judged_epochs_go_to_metrics_and_the_best_generator_is_kept_across_a_resume() {
+    let data = patterns(64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny(5, 16);
+    cfg.train.eval_every = 2;
+    let fids = vec![9.0, 7.0, 8.0, 5.0, 6.0];
+    let mut first = Scripted {
+        fids: fids.clone(),
+        judged: Vec::new(),
+        reports: Vec::new(),
+        stop_after: Some(3),
+    };
+    let mut run = Run::create(dir.path(), cfg, &Device::Cpu).unwrap();
+    assert!(matches!(
+        run.train(&data, &mut first).unwrap(),
+        Outcome::Interrupted(_)
+    ));
+    drop(run);
+    // Every second epoch is judged; epoch 2's generator is the best so far.
+    assert_eq!(first.judged, vec![2]);
+    assert_eq!(
+        first.reports,
+        vec![(1, None, None), (2, Some(7.0), Some(2)), (3, None, Some(2))]
+    );
+    let best = dir.path().join("checkpoints").join(cdcgan_train::BEST_FILE);
+    let epoch_of = |p: &std::path::Path| {
+        let c = Checkpoint::load(p, &Device::Cpu).unwrap();
+        let q: cdcgan_train::Quality =
+            serde_json::from_str(&c.metadata[cdcgan_train::META_QUALITY]).unwrap();
+        (c.metadata["cdcgan.epoch"].clone(), q.fid)
+    };
+    assert_eq!(epoch_of(&best), ("2".into(), 7.0));
+
+    // Resumed, the best so far carries over: epoch 4 (5.0) beats it.
+    let mut second = Scripted {
+        fids,
+        judged: Vec::new(),
+        reports: Vec::new(),
+        stop_after: None,
+    };
+    let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
+    run.train(&data, &mut second).unwrap();
+    assert_eq!(second.judged, vec![4]);
+    assert_eq!(
+        second.reports,
+        vec![(4, Some(5.0), Some(4)), (5, None, Some(4))]
+    );
+    assert_eq!(epoch_of(&best), ("4".into(), 5.0));
+
+    // The epoch's last metrics row carries its quality; other rows leave it empty.
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    let mut lines = metrics.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .ends_with(",accuracy,fid,diversity_min")
+    );
+    let judged: Vec<&str> = lines.filter(|l| !l.ends_with(",,")).collect();
+    assert_eq!(judged.len(), 2, "{metrics}");
+    assert!(judged[0].starts_with("2,") && judged[0].ends_with(",0.500000,7.000000,0.900000"));
+    assert!(judged[1].starts_with("4,") && judged[1].ends_with(",5.000000,0.900000"));
 }

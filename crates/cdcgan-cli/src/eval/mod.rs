@@ -17,7 +17,7 @@ use cdcgan_eval::{
 use clap::Args;
 use mnist_data::{NUM_CLASSES, Split};
 
-pub use judge::{TrainClassifierArgs, train_classifier};
+pub use judge::{TrainClassifierArgs, load_judge, train_classifier};
 
 use crate::generate::{Source, per_class_labels};
 use crate::{load_mnist, print_all};
@@ -143,7 +143,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         (_, None) => 1000,
     };
     let mnist = load_mnist(args.data.as_deref())?;
-    let judge = judge::load_judge(args.classifier.as_deref())?;
+    let judge = load_judge(args.classifier.as_deref())?;
     let evaluator = Evaluator::new(judge.classifier, &mnist.test)?;
     let real = evaluator.evaluate(&per_class_subset(&mnist.train, per_class, args.seed)?)?;
     if let (Some(dir), Some(epochs)) = (&args.dir, &run_epochs) {
