@@ -53,6 +53,10 @@ pub struct TrainArgs {
     /// One JSON object per epoch on stdout (implies no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// After each epoch, also say where its time went (steps, batching, logging, grid,
+    /// checkpoints, judge); the JSON log always carries it as `time`.
+    #[arg(long)]
+    pub profile: bool,
 
     /// Passes over the training set.
     #[arg(long, help_heading = "Training")]
@@ -451,6 +455,7 @@ struct Display {
     bar: ProgressBar,
     quiet: bool,
     json: bool,
+    profile: bool,
     stop: Arc<AtomicBool>,
     judge: Option<LiveJudge>,
 }
@@ -474,6 +479,7 @@ impl Display {
             bar,
             quiet: args.quiet,
             json: args.json,
+            profile: args.profile,
             stop,
             judge,
         }
@@ -505,7 +511,7 @@ impl Observer for Display {
                 "d_real": r.mean.d_real, "d_fake": r.mean.d_fake,
                 "images_per_sec": r.images_per_sec, "seconds": r.seconds,
                 "grid": r.grid, "checkpoint": r.checkpoint,
-                "quality": r.quality, "best_epoch": r.best.map(|(e, _)| e),
+                "quality": r.quality, "best_epoch": r.best.map(|(e, _)| e), "time": r.time,
             });
             println!("{line}");
         } else if !self.quiet {
@@ -526,8 +532,18 @@ impl Observer for Display {
                     }
                 )
             });
+            let time = if self.profile {
+                let t = &r.time;
+                format!(
+                    "\n  time: steps {:.1}s, batching {:.1}s, logging {:.1}s, grid {:.1}s, \
+                     checkpoints {:.1}s, judge {:.1}s",
+                    t.steps, t.data, t.logging, t.grid, t.checkpoints, t.judge
+                )
+            } else {
+                String::new()
+            };
             self.say(&format!(
-                "epoch {}/{}: d_loss {:.3} g_loss {:.3} D(x) {:.2} D(G(z)) {:.2}, {:.0} img/s, {:.0}s; {}{quality}",
+                "epoch {}/{}: d_loss {:.3} g_loss {:.3} D(x) {:.2} D(G(z)) {:.2}, {:.0} img/s, {:.0}s; {}{quality}{time}",
                 r.epoch,
                 r.epochs,
                 r.mean.d_loss,

@@ -297,11 +297,44 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
     let fid = line["quality"]["fid"].as_f64().unwrap();
     assert!(fid.is_finite() && fid >= 0.0, "{line}");
     assert_eq!(line["best_epoch"], 1);
+    // Where the epoch's time went: the steps take the most of it.
+    let time = &line["time"];
+    let part = |k: &str| time[k].as_f64().unwrap_or_else(|| panic!("{k}: {line}"));
+    assert!(part("steps") > 0.0 && part("judge") > 0.0, "{line}");
+    for k in ["data", "logging", "grid", "checkpoints"] {
+        assert!(part(k) >= 0.0, "{k}: {line}");
+    }
     let out = cdcgan(
         dir.path(),
         &train_args(data, "run-off", &["--epochs", "1", "--eval-every", "0"]),
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let out = cdcgan(
+        dir.path(),
+        &[
+            "train",
+            "--data",
+            data,
+            "--out",
+            "run-profile",
+            "--epochs",
+            "1",
+            "--z-dim",
+            "8",
+            "--gen-width",
+            "4",
+            "--disc-width",
+            "4",
+            "--batch-size",
+            "16",
+            "--profile",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("time: steps") && err.contains("judge"),
+        "{err}"
+    );
     assert!(
         !dir.path()
             .join("run-off/checkpoints/best.safetensors")

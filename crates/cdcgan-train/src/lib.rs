@@ -36,7 +36,7 @@ pub use error::{Error, Result};
 pub use grid::{GRID_PAD, GridLayout, MAX_GRID_PIXELS, grid_image, image_size, save_png};
 pub use loss::bce_with_logits;
 pub use run::{
-    BEST_FILE, EpochReport, META_QUALITY, Observer, Outcome, Quality, Run, StepReport,
+    BEST_FILE, EpochReport, EpochTimes, META_QUALITY, Observer, Outcome, Quality, Run, StepReport,
     data_identity, latest_state,
 };
 pub use trainer::{META_KIND, META_TRAIN, Position, StepStats, Trainer};

@@ -90,6 +90,34 @@ pub struct EpochReport {
     pub quality: Option<Quality>,
     /// The epoch and quality of the best generator by FID so far (`checkpoints/best`).
     pub best: Option<(u32, Quality)>,
+    /// Where this process's share of the epoch's wall time went.
+    pub time: EpochTimes,
+}
+
+/// Seconds an epoch spent in each of its parts. `steps`, `data` and `logging` make up the
+/// loop over batches ([`EpochReport::seconds`]); the grid, the files and the judge come after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct EpochTimes {
+    /// Training steps (forward, backward, Adam, EMA, spectral-norm power iterations).
+    pub steps: f64,
+    /// Making batches (shuffled pixels to tensors).
+    pub data: f64,
+    /// metrics.csv rows and the observer's per-step work (the progress bar).
+    pub logging: f64,
+    /// The epoch's sample grid.
+    pub grid: f64,
+    /// The epoch's generator file, its last metrics row and the full-state checkpoint.
+    pub checkpoints: f64,
+    /// The observer's quality measurement and keeping the best generator.
+    pub judge: f64,
+}
+
+/// Seconds since `clock`, which restarts now.
+fn lap(clock: &mut Instant) -> f64 {
+    let now = Instant::now();
+    let secs = now.duration_since(*clock).as_secs_f64();
+    *clock = now;
+    secs
 }
 
 /// How good a generator's digits are, as an [`Observer::judge`] measures them. A value the
@@ -345,9 +373,13 @@ impl Run {
             }
             let started = Instant::now();
             let mut last = None;
+            let mut time = EpochTimes::default();
+            let mut clock = Instant::now();
             for (i, item) in batcher.epoch_from(u64::from(epoch), batch).enumerate() {
                 let (images, labels) = item?;
+                time.data += lap(&mut clock);
                 let stats = self.trainer.step(&images, &labels)?;
+                time.steps += lap(&mut clock);
                 self.trainer.position_mut().batch = batch + i + 1;
                 self.sums.log.add(&stats);
                 self.sums.epoch.add(&stats);
@@ -372,12 +404,14 @@ impl Run {
                 if report.batch < batches && observer.should_stop() {
                     return Ok(Outcome::Interrupted(self.save_state()?));
                 }
+                time.logging += lap(&mut clock);
             }
             let seconds = started.elapsed().as_secs_f64();
             let pos = self.trainer.position_mut();
             pos.epoch += 1;
             pos.batch = 0;
             let grid = self.write_grid(epoch + 1)?;
+            time.grid = lap(&mut clock);
             let gen_path = self
                 .dir
                 .join("checkpoints")
@@ -385,6 +419,7 @@ impl Run {
             let generator = self.trainer.generator_checkpoint();
             generator.save(&gen_path, candle_core::DType::F32)?;
             let judge_now = t.eval_every > 0 && (epoch + 1).is_multiple_of(t.eval_every);
+            time.checkpoints = lap(&mut clock);
             let quality = if judge_now {
                 observer.judge(epoch + 1, self.trainer.sampling_generator())
             } else {
@@ -393,10 +428,12 @@ impl Run {
             if let Some(q) = quality {
                 self.keep_if_best(epoch + 1, q, generator)?;
             }
+            time.judge = lap(&mut clock);
             if let Some(last) = &last {
                 self.append_metrics(last, quality.as_ref())?;
             }
             let checkpoint = self.save_state()?;
+            time.checkpoints += lap(&mut clock);
             let report = EpochReport {
                 epoch: epoch + 1,
                 epochs: t.epochs,
@@ -409,6 +446,7 @@ impl Run {
                 checkpoint,
                 quality,
                 best: self.sums.best,
+                time,
             };
             observer.on_epoch(&report);
             if self.trainer.position().epoch < t.epochs && observer.should_stop() {
