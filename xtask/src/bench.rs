@@ -19,6 +19,8 @@ pub struct Options {
     pub python: Option<String>,
     /// `torch_ref.py`.
     pub torch_ref: PathBuf,
+    /// `xtask/torch/sngan_ref.py`: PyTorch's version of the default recipe.
+    pub sngan_ref: PathBuf,
     /// Also measure candle's stock ops.
     pub stock: bool,
     /// Rounds of (cdcgan, PyTorch), run alternately; each side reports its median over rounds.
@@ -61,8 +63,43 @@ fn last_json(stdout: &[u8]) -> Result<Value> {
     serde_json::from_str(line).context("bad JSON line")
 }
 
+/// The PyTorch side: the reference's `--bench` (the plain DCGAN) with its peak RSS read by
+/// the same Python process, then `xtask/torch/sngan_ref.py` (the default recipe) merged in.
+fn torch(python: &str, script: &Path, sngan: &Path, steps: usize, threads: usize) -> Result<Value> {
+    let mut plain = torch_plain(python, script, steps, threads)?;
+    let out = Command::new(python)
+        .arg(sngan)
+        .arg(script)
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--steps",
+            &steps.to_string(),
+        ])
+        .args(["--batches", BATCHES])
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            sngan.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    if let (Some(map), Value::Object(more)) = (plain.as_object_mut(), last_json(&out.stdout)?) {
+        map.extend(
+            more.into_iter()
+                .filter(|(k, _)| k.starts_with("train_sngan")),
+        );
+    }
+    Ok(plain)
+}
+
 /// The PyTorch reference's `--bench`, plus its peak RSS read by the same Python process.
-fn torch(python: &str, script: &Path, steps: usize, threads: usize) -> Result<Value> {
+fn torch_plain(python: &str, script: &Path, steps: usize, threads: usize) -> Result<Value> {
     let code = format!(
         r#"
 import contextlib, io, json, resource, runpy, sys
@@ -154,7 +191,13 @@ pub fn run(workspace: &Path, opts: &Options, log: impl Fn(&str)) -> Result<Value
             log(&format!(
                 "round {round}/{rounds}: measuring the PyTorch reference..."
             ));
-            match torch(python, &opts.torch_ref, opts.steps, threads) {
+            match torch(
+                python,
+                &opts.torch_ref,
+                &opts.sngan_ref,
+                opts.steps,
+                threads,
+            ) {
                 Ok(v) => theirs.push(v),
                 Err(e) => {
                     log(&format!("PyTorch column skipped: {e:#}"));
@@ -204,7 +247,13 @@ fn scaling(workspace: &Path, opts: &Options, log: &impl Fn(&str)) -> Result<Valu
             )?);
             if let Some(python) = &opts.python {
                 log(&format!("{t} threads, round {round}: measuring PyTorch..."));
-                theirs.push(torch(python, &opts.torch_ref, opts.steps, t)?);
+                theirs.push(torch(
+                    python,
+                    &opts.torch_ref,
+                    &opts.sngan_ref,
+                    opts.steps,
+                    t,
+                )?);
             }
         }
         let mut row = Map::new();
@@ -262,10 +311,22 @@ pub fn scaling_table(r: &Value) -> String {
 }
 
 /// The speed and memory figures compared across implementations.
-const METRICS: [(&str, &str); 5] = [
+const METRICS: [(&str, &str); 8] = [
     ("train_b32_img_s", "train step, batch 32 (img/s)"),
     ("train_b64_img_s", "train step, batch 64 (img/s)"),
     ("train_b128_img_s", "train step, batch 128 (img/s)"),
+    (
+        "train_sngan_b32_img_s",
+        "train step, default recipe (SN + projection + EMA), batch 32 (img/s)",
+    ),
+    (
+        "train_sngan_b64_img_s",
+        "train step, default recipe, batch 64 (img/s)",
+    ),
+    (
+        "train_sngan_b128_img_s",
+        "train step, default recipe, batch 128 (img/s)",
+    ),
     ("generate_img_s", "generate, batch 1000 (img/s)"),
     ("peak_rss_mib", "peak RSS (MiB, lower is better)"),
 ];

@@ -126,6 +126,7 @@ fn main() -> ExitCode {
                 steps,
                 python,
                 torch_ref,
+                sngan_ref: workspace.join("xtask/torch/sngan_ref.py"),
                 stock: !no_stock && threads.is_empty(),
                 rounds,
                 threads,

@@ -1,9 +1,10 @@
-//! One `dcgan28` training step at batch 128, and generator inference at batch 1000 (CPU).
+//! One `dcgan28` training step at batch 128 (the plain DCGAN) and at batch 32 (the default
+//! recipe: spectral norm and projection in D), and generator inference at batch 1000 (CPU).
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use candle_core::{Device, Tensor};
 use cdcgan_model::{Gan, ModelConfig, noise};
-use cdcgan_train::{RunConfig, Trainer};
+use cdcgan_train::{Preset, Trainer};
 use criterion::{Criterion, Throughput, criterion_group};
 use rand::SeedableRng;
 
@@ -11,19 +12,23 @@ fn bench(c: &mut Criterion) {
     let dev = Device::Cpu;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 
-    let b = 128;
-    let mut trainer = Trainer::new(RunConfig::default(), &dev).expect("valid default config");
-    let images = noise(&mut rng, b, 784, &dev)
-        .and_then(|t| Ok(t.tanh()?.reshape((b, 1, 28, 28))?))
-        .expect("images");
-    let labels =
-        Tensor::from_vec((0..b as u32).map(|i| i % 10).collect(), b, &dev).expect("labels");
     let mut g = c.benchmark_group("dcgan28");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(b as u64));
-    g.bench_function("train-step-b128", |bench| {
-        bench.iter(|| trainer.step(&images, &labels).expect("step"))
-    });
+    for (preset, b, name) in [
+        (Preset::Dcgan, 128, "train-step-b128"),
+        (Preset::Sngan, 32, "train-step-sngan-b32"),
+    ] {
+        let mut trainer = Trainer::new(preset.config(), &dev).expect("valid preset");
+        let images = noise(&mut rng, b, 784, &dev)
+            .and_then(|t| Ok(t.tanh()?.reshape((b, 1, 28, 28))?))
+            .expect("images");
+        let labels =
+            Tensor::from_vec((0..b as u32).map(|i| i % 10).collect(), b, &dev).expect("labels");
+        g.throughput(Throughput::Elements(b as u64));
+        g.bench_function(name, |bench| {
+            bench.iter(|| trainer.step(&images, &labels).expect("step"))
+        });
+    }
 
     let n = 1000;
     let gan = Gan::new(ModelConfig::dcgan28(), 0, &dev).expect("model");

@@ -1,5 +1,7 @@
-//! Speed of `dcgan28` on this machine, as one JSON line: training steps per batch size,
-//! generation, per-layer forward/backward times and peak memory. `cargo xtask bench` runs
+//! Speed of `dcgan28` on this machine, as one JSON line: training steps per batch size for the
+//! plain DCGAN (`train_bN_img_s`, the recipe PyTorch's reference implements) and for the
+//! default recipe (`train_sngan_bN_img_s`: spectral norm and projection in D), generation,
+//! per-layer forward/backward times and peak memory. `cargo xtask bench` runs
 //! it (in release) beside the PyTorch reference and prints the comparison.
 //!
 //! ```text
@@ -13,7 +15,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use cdcgan_model::kernels::{self, Activation};
 use cdcgan_model::{Gan, ModelConfig, noise};
-use cdcgan_train::{RunConfig, Trainer};
+use cdcgan_train::{Preset, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -149,14 +151,16 @@ fn main() -> Res<()> {
         json!(if args.stock { "candle" } else { "cdcgan" }),
     );
     out.insert("threads".into(), json!(rayon_threads()));
-    for &b in &args.batches {
-        let mut trainer = Trainer::new(RunConfig::default(), &dev)?;
-        let (images, labels) = batch(&mut rng, b, &dev)?;
-        let t = median_secs(2, args.steps, || {
-            trainer.step(&images, &labels)?;
-            Ok(())
-        })?;
-        out.insert(format!("train_b{b}_img_s"), json!(round1(b as f64 / t)));
+    for (preset, key) in [(Preset::Dcgan, "train"), (Preset::Sngan, "train_sngan")] {
+        for &b in &args.batches {
+            let mut trainer = Trainer::new(preset.config(), &dev)?;
+            let (images, labels) = batch(&mut rng, b, &dev)?;
+            let t = median_secs(2, args.steps, || {
+                trainer.step(&images, &labels)?;
+                Ok(())
+            })?;
+            out.insert(format!("{key}_b{b}_img_s"), json!(round1(b as f64 / t)));
+        }
     }
     let n = 1000;
     let gan = Gan::new(ModelConfig::dcgan28(), 0, &dev)?;
