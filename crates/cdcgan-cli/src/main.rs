@@ -155,7 +155,7 @@ fn info(path: &std::path::Path) -> Result<()> {
         spectral_norm
     );
     for (k, v) in &ckpt.metadata {
-        let key = format!("{}:", k.trim_start_matches("cdcgan."));
+        let key = format!("{}:", k.trim_start_matches(cdcgan_model::meta::PREFIX));
         let _ = writeln!(s, "{key:<13} {v}");
     }
     let total: usize = ckpt.tensors().values().map(|t| t.elem_count()).sum();

@@ -36,8 +36,8 @@ pub const FEATURES: usize = 128;
 /// The `cdcgan.arch` metadata of a classifier file.
 pub const CLASSIFIER_ARCH: &str = "mnist-cnn-1";
 /// Metadata key holding the training record (JSON) of a classifier file.
-pub const META_RECORD: &str = "cdcgan.classifier";
-const META_ARCH: &str = "cdcgan.arch";
+pub const META_RECORD: &str = cdcgan_model::meta::CLASSIFIER;
+use cdcgan_model::meta::ARCH as META_ARCH;
 
 /// Width of the layer dropout acts on (the last conv layer's outputs, flattened).
 pub(crate) const DROPOUT_WIDTH: usize = 128 * (IMAGE_SIDE / 4) * (IMAGE_SIDE / 4);

@@ -33,16 +33,16 @@ use crate::config::{ARCH, ModelConfig};
 use crate::error::{Error, Result};
 
 /// Metadata key: the checkpoint format version.
-pub const META_FORMAT: &str = "cdcgan.format";
+pub const META_FORMAT: &str = crate::meta::FORMAT;
 /// Metadata key: the architecture name ([`ARCH`]).
-pub const META_ARCH: &str = "cdcgan.arch";
+pub const META_ARCH: &str = crate::meta::ARCH;
 /// Metadata key: the [`ModelConfig`] as JSON.
-pub const META_MODEL: &str = "cdcgan.model";
+pub const META_MODEL: &str = crate::meta::MODEL;
 /// The format version this crate writes and reads.
 pub const FORMAT_VERSION: &str = "1";
 /// Metadata key: SHA-256 of the tensors (names, dtypes, shapes and data, by name), written
 /// by [`Checkpoint::to_bytes`] and verified on load when present.
-pub const META_SHA256: &str = "cdcgan.sha256";
+pub const META_SHA256: &str = crate::meta::SHA256;
 /// The largest safetensors header accepted (names, shapes and metadata; ~10 KiB in practice).
 pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 /// A checkpoint holds at most this many copies of the networks' values (weights, EMA

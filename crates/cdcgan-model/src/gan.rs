@@ -10,6 +10,7 @@ use rand_distr::{Distribution, Normal};
 use crate::checkpoint::Checkpoint;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::meta;
 use crate::networks::{Discriminator, Generator};
 
 /// Name prefix of the generator's tensors.
@@ -159,23 +160,12 @@ pub fn generator_checkpoint(ckpt: &Checkpoint, prefer_ema: bool) -> Result<Check
         }
     }
     out.metadata = ckpt.metadata.clone();
-    out.metadata
-        .insert("cdcgan.kind".into(), "generator".into());
-    if ema || !out.metadata.contains_key("cdcgan.ema") {
+    out.metadata.insert(meta::KIND.into(), "generator".into());
+    if ema || !out.metadata.contains_key(meta::EMA) {
         // A generator file says itself whether it holds EMA weights; keep that.
-        out.metadata.insert("cdcgan.ema".into(), ema.to_string());
+        out.metadata.insert(meta::EMA.into(), ema.to_string());
     }
-    for key in [
-        "cdcgan.train",
-        "cdcgan.phases",
-        "cdcgan.run_sums",
-        "cdcgan.position",
-        "cdcgan.rng",
-        "cdcgan.ema_updates",
-    ] {
-        out.metadata.remove(key);
-    }
-    out.metadata.retain(|k, _| !k.starts_with("cdcgan.opt."));
+    out.metadata.retain(|k, _| !meta::is_training_only(k));
     Ok(out)
 }
 

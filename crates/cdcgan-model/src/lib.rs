@@ -26,6 +26,7 @@ mod error;
 mod gan;
 pub mod kernels;
 pub mod layers;
+pub mod meta;
 mod networks;
 
 pub use checkpoint::{

@@ -41,7 +41,7 @@ const METRICS_HEADER: &str =
 /// The generator with the best FID so far, in `checkpoints/`.
 pub const BEST_FILE: &str = "best.safetensors";
 /// Metadata key of a judged generator's [`Quality`] (JSON).
-pub const META_QUALITY: &str = "cdcgan.quality";
+pub const META_QUALITY: &str = cdcgan_model::meta::QUALITY;
 const LATEST: &str = "latest";
 const LOCK_FILE: &str = "lock";
 const DATA_FILE: &str = "data.txt";
@@ -719,7 +719,7 @@ struct Sums {
 
 impl Sums {
     /// Metadata key of the sums in a full-state checkpoint.
-    const KEY: &str = "cdcgan.run_sums";
+    const KEY: &str = cdcgan_model::meta::RUN_SUMS;
 
     /// Stores the sums in `ckpt`'s metadata (f64 values print and parse back exactly).
     fn record(&self, ckpt: &mut Checkpoint) -> Result<()> {

@@ -2,6 +2,7 @@
 //! clipping and an EMA of the generator. Holds the whole training state.
 
 use candle_core::{Device, Tensor};
+use cdcgan_model::meta;
 use cdcgan_model::{Checkpoint, Gan, Generator, Net, is_buffer, noise};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -13,15 +14,14 @@ use crate::error::{Error, Result};
 use crate::loss::bce_with_logits;
 
 /// Metadata key of the training config (JSON).
-pub const META_TRAIN: &str = "cdcgan.train";
+pub const META_TRAIN: &str = meta::TRAIN;
 /// Metadata key of the checkpoint kind (`training` or `generator`).
-pub const META_KIND: &str = "cdcgan.kind";
-const META_PHASES: &str = "cdcgan.phases";
-const META_POSITION: &str = "cdcgan.position";
-const META_RNG: &str = "cdcgan.rng";
-const META_EMA_UPDATES: &str = "cdcgan.ema_updates";
-const META_OPT_G_STEPS: &str = "cdcgan.opt.gen.t";
-const META_OPT_D_STEPS: &str = "cdcgan.opt.disc.t";
+pub const META_KIND: &str = meta::KIND;
+use meta::{
+    EMA_UPDATES as META_EMA_UPDATES, OPT_D_STEPS as META_OPT_D_STEPS,
+    OPT_G_STEPS as META_OPT_G_STEPS, PHASES as META_PHASES, POSITION as META_POSITION,
+    RNG as META_RNG,
+};
 
 /// Where training stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -173,8 +173,8 @@ impl Trainer {
         m.insert(META_POSITION.into(), json(&self.position));
         m.insert(META_RNG.into(), json(&save_rng(&self.rng)));
         m.insert(META_EMA_UPDATES.into(), self.ema_updates.to_string());
-        m.insert("cdcgan.epoch".into(), self.position.epoch.to_string());
-        m.insert("cdcgan.step".into(), self.position.step.to_string());
+        m.insert(meta::EPOCH.into(), self.position.epoch.to_string());
+        m.insert(meta::STEP.into(), self.position.step.to_string());
         Ok(ckpt)
     }
 
@@ -187,9 +187,9 @@ impl Trainer {
         }
         let m = &mut ckpt.metadata;
         m.insert(META_KIND.into(), "generator".into());
-        m.insert("cdcgan.ema".into(), self.ema.is_some().to_string());
-        m.insert("cdcgan.epoch".into(), self.position.epoch.to_string());
-        m.insert("cdcgan.step".into(), self.position.step.to_string());
+        m.insert(meta::EMA.into(), self.ema.is_some().to_string());
+        m.insert(meta::EPOCH.into(), self.position.epoch.to_string());
+        m.insert(meta::STEP.into(), self.position.step.to_string());
         ckpt
     }
 
