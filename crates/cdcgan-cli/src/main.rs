@@ -122,10 +122,15 @@ enum Command {
     },
 }
 
-/// Loads MNIST from `--data` (else $MNIST_DIR, else data/mnist). mnist-data's errors already
-/// name the missing or bad file, the directory, and `cargo xtask fetch-mnist`.
+/// Loads MNIST from `--data` (else $MNIST_DIR, else data/mnist). mnist-data's errors name the
+/// missing or bad file and the directory; a missing file also gets the way to fetch it.
 pub fn load_mnist(data: Option<&std::path::Path>) -> Result<mnist_data::Mnist> {
-    Ok(mnist_data::Mnist::load(mnist_data::resolve_dir(data))?)
+    mnist_data::Mnist::load(mnist_data::resolve_dir(data)).map_err(|e| match e {
+        mnist_data::Error::Missing { .. } => anyhow::anyhow!(
+            "{e}; get the data with `cargo xtask fetch-mnist` or point --data / MNIST_DIR at it"
+        ),
+        e => e.into(),
+    })
 }
 
 fn info(path: &std::path::Path) -> Result<()> {

@@ -145,7 +145,7 @@ pub enum Error {
     },
     /// One of the canonical MNIST files is missing from a directory.
     #[error(
-        "MNIST file {name} (raw or .gz) not found in {}; get the data with `cargo xtask fetch-mnist` or point --data / MNIST_DIR at it",
+        "MNIST file {name} (raw or .gz) not found in {}",
         dir.display()
     )]
     Missing {
