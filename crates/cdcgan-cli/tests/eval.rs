@@ -316,12 +316,22 @@ fn eval_judges_anyones_digits_from_idx_files_or_png_folders() {
     )
     .unwrap();
     write_pngs(&split.take(15), &dir.path().join("few"));
+    // A header claiming a billion digits is refused before anything is read.
+    let mut huge = vec![0, 0, 8, 3];
+    for d in [1_000_000_000u32, 28, 28] {
+        huge.extend(d.to_be_bytes());
+    }
+    std::fs::write(dir.path().join("huge-images"), huge).unwrap();
     for (args, want) in [
         (vec!["--images", "pngs"], "img.png: no class in its name"),
         (vec!["--images", "small"], "7_small.png: 28x27 pixels"),
         (vec!["--images", "few"], "class 5 has fewer than 2"),
         (vec!["--images", &images], "give its labels with --labels"),
         (vec!["--images", "nowhere", "--labels", &labels], "nowhere"),
+        (
+            vec!["--images", "huge-images", "--labels", &labels],
+            "holds 1000000000 digits, at most 150000",
+        ),
     ] {
         let mut full = vec!["eval", "--data", data];
         full.extend(args.iter().copied());

@@ -14,15 +14,15 @@ pub const MAX_DIGITS: usize = 150_000;
 pub fn load_digits(images: &Path, labels: Option<&Path>) -> Result<Split> {
     let split = match labels {
         Some(labels) => {
-            let split = Split::read(images, labels)?;
-            if split.len() > MAX_DIGITS {
+            // The count from the header, before the file is read.
+            let count = idx_count(images)?;
+            if count > MAX_DIGITS as u64 {
                 bail!(
-                    "{} holds {} digits, at most {MAX_DIGITS} are read",
-                    images.display(),
-                    split.len()
+                    "{} holds {count} digits, at most {MAX_DIGITS} are read",
+                    images.display()
                 );
             }
-            split
+            Split::read(images, labels)?
         }
         None if images.is_dir() => png_folder(images)?,
         None => bail!(
@@ -46,6 +46,28 @@ pub fn load_digits(images: &Path, labels: Option<&Path>) -> Result<Split> {
         );
     }
     Ok(split)
+}
+
+/// The item count in an IDX file's header (its first dimension), gzipped or not.
+fn idx_count(path: &Path) -> Result<u64> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let mut reader: Box<dyn std::io::Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut header = [0u8; 8];
+    reader
+        .read_exact(&mut header)
+        .with_context(|| format!("{}: too short for an IDX header", path.display()))?;
+    Ok(u64::from(u32::from_be_bytes([
+        header[4], header[5], header[6], header[7],
+    ])))
 }
 
 /// The class a PNG's path names: its folder's name if that is one digit, else the file
