@@ -12,7 +12,8 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use candle_core::Device;
 use cdcgan_eval::{
-    Cas, Evaluator, FitConfig, classification_accuracy_score, per_class_subset, targets,
+    Cas, Evaluator, FitConfig, Metrics, Target, classification_accuracy_score, per_class_subset,
+    targets,
 };
 use clap::Args;
 use mnist_data::{NUM_CLASSES, Split};
@@ -21,7 +22,7 @@ pub use judge::{TrainClassifierArgs, load_judge, train_classifier};
 
 use crate::generate::{Source, per_class_labels};
 use crate::{load_mnist, print_all};
-use report::{class_rows, most_confused, pct, table, targets_table};
+use report::{cas_report, json_report, summary, targets_table};
 
 /// The most digits per class `eval --per-class` compares: the real baseline draws as many
 /// training digits of each class, and the rarest (5) has 5421.
@@ -90,6 +91,16 @@ enum Candidate {
 }
 
 impl Candidate {
+    /// Digits per class to compare: `asked`, else 1000, else (given digits) the rarest given
+    /// class's count.
+    fn per_class(&self, asked: Option<usize>) -> usize {
+        match (self, asked) {
+            (_, Some(n)) => n,
+            (Self::Given(split), None) => rarest_class(split).min(MAX_PER_CLASS),
+            (_, None) => 1000,
+        }
+    }
+
     /// The set to measure, `per_class` digits of each class where they are drawn here.
     fn set(&self, per_class: usize, seed: u64) -> Result<Option<Split>> {
         Ok(match self {
@@ -108,8 +119,8 @@ fn rarest_class(split: &Split) -> usize {
         .unwrap_or(0)
 }
 
-/// `cdcgan eval`.
-pub fn eval(args: &EvalArgs) -> Result<()> {
+/// Refuses sizes out of bounds before anything is loaded.
+fn check_sizes(args: &EvalArgs) -> Result<()> {
     if let Some(n) = args.per_class {
         if n < 2 {
             bail!("--per-class must be at least 2 (a covariance needs two samples)");
@@ -126,22 +137,42 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             MAX_CAS_PER_CLASS * 10 * 784 / 1_000_000
         );
     }
-    let run_epochs = args.dir.as_deref().map(epochs::run_epochs).transpose()?;
-    let candidate = match (&args.images, args.real) {
+    Ok(())
+}
+
+/// The digits the flags name: given ones, real ones, or a generator's (`--dir` loads each
+/// epoch's generator itself, so it needs none here).
+fn candidate(args: &EvalArgs, for_dir: bool) -> Result<Candidate> {
+    Ok(match (&args.images, args.real || for_dir) {
         (Some(images), _) => Candidate::Given(digits::load_digits(images, args.labels.as_deref())?),
         (None, true) => Candidate::Real,
-        // `--dir` loads each epoch's generator itself.
-        (None, false) if run_epochs.is_some() => Candidate::Real,
         (None, false) => Candidate::Generator(Box::new(Source::load_with(
             args.checkpoint.as_deref(),
             !args.raw,
         )?)),
-    };
-    let per_class = match (&candidate, args.per_class) {
-        (_, Some(n)) => n,
-        (Candidate::Given(split), None) => rarest_class(split).min(MAX_PER_CLASS),
-        (_, None) => 1000,
-    };
+    })
+}
+
+/// What one `cdcgan eval` measured.
+pub struct Measured {
+    pub per_class: usize,
+    pub test_len: usize,
+    /// "built-in" or the judge's file.
+    pub judge_name: String,
+    /// SHA-256 of the judge's bytes.
+    pub judge_sha256: String,
+    pub generated: Option<Metrics>,
+    pub real: Metrics,
+    pub cas: Option<(usize, Cas)>,
+    pub rows: Option<Vec<Target>>,
+}
+
+/// `cdcgan eval`.
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    check_sizes(args)?;
+    let run_epochs = args.dir.as_deref().map(epochs::run_epochs).transpose()?;
+    let candidate = candidate(args, run_epochs.is_some())?;
+    let per_class = candidate.per_class(args.per_class);
     let mnist = load_mnist(args.data.as_deref())?;
     let judge = load_judge(args.classifier.as_deref())?;
     let evaluator = Evaluator::new(judge.classifier, &mnist.test)?;
@@ -151,29 +182,20 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     }
     let judged = candidate.set(per_class, args.seed)?;
     let generated = judged.as_ref().map(|s| evaluator.evaluate(s)).transpose()?;
-    let judge_acc = evaluator.test_accuracy();
-    let name = if generated.is_some() {
-        "generated"
-    } else {
-        "real (train)"
+    let mut m = Measured {
+        per_class,
+        test_len: mnist.test.len(),
+        judge_name: judge.name,
+        judge_sha256: judge.sha256,
+        generated,
+        real,
+        cas: None,
+        rows: None,
     };
     if !args.json {
-        let mut columns = Vec::new();
-        if let Some(m) = &generated {
-            columns.push((name, m));
-        }
-        columns.push(("real (train)", &real));
-        let mut out = table(&columns);
-        out.push_str(&format!(
-            "{per_class} per class; reference: the {} MNIST test digits; judge ({}) accuracy on \
-             them {}\n",
-            mnist.test.len(),
-            judge.name,
-            pct(judge_acc)
-        ));
-        print_all(&out)?;
+        print_all(&summary(&m, evaluator.test_accuracy()))?;
     }
-    let cas = if args.cas {
+    if args.cas {
         let train = match &candidate {
             Candidate::Real => mnist.train.clone(),
             Candidate::Generator(src) => {
@@ -181,69 +203,35 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             }
             Candidate::Given(split) => split.clone(),
         };
-        Some((train.len(), cas(&train, &mnist.test)?))
-    } else {
-        None
-    };
-    let rows = generated
-        .as_ref()
-        .map(|g| targets(g, &real, cas.as_ref().map(|(_, c)| (c.accuracy, judge_acc))));
+        m.cas = Some((train.len(), cas(&train, &mnist.test)?));
+    }
+    let judge_acc = evaluator.test_accuracy();
+    m.rows = m.generated.as_ref().map(|g| {
+        targets(
+            g,
+            &m.real,
+            m.cas.as_ref().map(|(_, c)| (c.accuracy, judge_acc)),
+        )
+    });
     if args.json {
-        let json = serde_json::json!({
-            "source": source_name(args),
-            "judge": judge.name,
-            "judge_sha256": judge.sha256,
-            "judge_test_accuracy": judge_acc,
-            "per_class": per_class,
-            "seed": args.seed,
-            "generated": generated,
-            "real": real,
-            "targets": rows,
-            "targets_met": rows.as_ref().map(|r| r.iter().all(|t| t.met)),
-            "cas_digits": cas.as_ref().map(|(n, _)| n),
-            "cas": cas.as_ref().map(|(_, c)| c.accuracy),
-            "cas_class": cas.as_ref().map(|(_, c)| &c.class_accuracy),
-            "cas_confusion": cas.as_ref().map(|(_, c)| &c.confusion),
-            "cas_real": cas.as_ref().map(|_| judge_acc),
-            "cas_real_class": cas.as_ref().map(|_| evaluator.test_class_accuracy()),
-        });
-        return print_all(&format!("{json}\n"));
+        return print_all(&format!("{}\n", json_report(args, &m, &evaluator)));
     }
-    if let Some((n, score)) = &cas {
-        print_all(&cas_report(
-            *n,
-            name,
-            score,
-            judge_acc,
-            evaluator.test_class_accuracy(),
-        ))?;
+    if let Some((n, score)) = &m.cas {
+        let name = if m.generated.is_some() {
+            "generated"
+        } else {
+            "real (train)"
+        };
+        let judge_class = evaluator.test_class_accuracy();
+        print_all(&cas_report(*n, name, score, judge_acc, judge_class))?;
     }
-    if let Some(rows) = &rows {
+    if let Some(rows) = &m.rows {
         print_all(&format!("\n{}", targets_table(rows)))?;
     }
     Ok(())
 }
 
-/// CAS overall and per class beside the judge's own (the same recipe on real digits).
-fn cas_report(n: usize, name: &str, score: &Cas, judge_acc: f64, judge_class: &[f64]) -> String {
-    let mut out = format!(
-        "\nCAS: a classifier trained on {n} {name} digits scores {} on the real test set \
-         (trained on the real training set: {})\n",
-        pct(score.accuracy),
-        pct(judge_acc)
-    );
-    out.push_str(&class_rows(
-        "CAS per class",
-        &[
-            (format!("CAS % ({name})"), &score.class_accuracy, 100.0, 2),
-            ("CAS % (judge)".into(), judge_class, 100.0, 2),
-        ],
-    ));
-    out.push_str(&most_confused(&score.confusion));
-    out
-}
-
-fn source_name(args: &EvalArgs) -> String {
+pub fn source_name(args: &EvalArgs) -> String {
     if args.real {
         return "real-train".into();
     }

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use cdcgan_eval::{Comparison, Metrics, Target};
+use cdcgan_eval::{Cas, Comparison, Evaluator, Metrics, Target};
+
+use super::{EvalArgs, Measured, source_name};
 use mnist_data::NUM_CLASSES;
 
 pub fn pct(x: f64) -> String {
@@ -142,4 +144,72 @@ pub fn targets_table(rows: &[Target]) -> String {
     let met = rows.iter().filter(|t| t.met).count();
     let _ = writeln!(s, "{met} of {} targets met", rows.len());
     s
+}
+
+/// The metrics table: the judged digits (if any) beside real ones, and what they were read
+/// against.
+pub fn summary(m: &Measured, judge_acc: f64) -> String {
+    let mut columns = Vec::new();
+    if let Some(g) = &m.generated {
+        columns.push(("generated", g));
+    }
+    columns.push(("real (train)", &m.real));
+    let mut out = table(&columns);
+    out.push_str(&format!(
+        "{} per class; reference: the {} MNIST test digits; judge ({}) accuracy on them {}\n",
+        m.per_class,
+        m.test_len,
+        m.judge_name,
+        pct(judge_acc)
+    ));
+    out
+}
+
+/// Everything measured as one JSON object.
+pub fn json_report(args: &EvalArgs, m: &Measured, evaluator: &Evaluator) -> serde_json::Value {
+    let judge_acc = evaluator.test_accuracy();
+    let cas = m.cas.as_ref();
+    serde_json::json!({
+        "source": source_name(args),
+        "judge": m.judge_name,
+        "judge_sha256": m.judge_sha256,
+        "judge_test_accuracy": judge_acc,
+        "per_class": m.per_class,
+        "seed": args.seed,
+        "generated": m.generated,
+        "real": m.real,
+        "targets": m.rows,
+        "targets_met": m.rows.as_ref().map(|r| r.iter().all(|t| t.met)),
+        "cas_digits": cas.map(|(n, _)| n),
+        "cas": cas.map(|(_, c)| c.accuracy),
+        "cas_class": cas.map(|(_, c)| &c.class_accuracy),
+        "cas_confusion": cas.map(|(_, c)| &c.confusion),
+        "cas_real": cas.map(|_| judge_acc),
+        "cas_real_class": cas.map(|_| evaluator.test_class_accuracy()),
+    })
+}
+
+/// CAS overall and per class beside the judge's own (the same recipe on real digits).
+pub fn cas_report(
+    n: usize,
+    name: &str,
+    score: &Cas,
+    judge_acc: f64,
+    judge_class: &[f64],
+) -> String {
+    let mut out = format!(
+        "\nCAS: a classifier trained on {n} {name} digits scores {} on the real test set \
+         (trained on the real training set: {})\n",
+        pct(score.accuracy),
+        pct(judge_acc)
+    );
+    out.push_str(&class_rows(
+        "CAS per class",
+        &[
+            (format!("CAS % ({name})"), &score.class_accuracy, 100.0, 2),
+            ("CAS % (judge)".into(), judge_class, 100.0, 2),
+        ],
+    ));
+    out.push_str(&most_confused(&score.confusion));
+    out
 }
