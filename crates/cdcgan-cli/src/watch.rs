@@ -24,11 +24,7 @@ impl LiveJudge {
     /// The built-in judge against `test`, with the FID of `per_class` real digits of each
     /// class of `train` (fewer if a class has fewer; at least 2) as the floor.
     pub fn new(train: &Split, test: &Split) -> Result<Self> {
-        let rarest = (0..NUM_CLASSES as u8)
-            .map(|c| train.labels().iter().filter(|&&l| l == c).count())
-            .min()
-            .unwrap_or(0);
-        let per_class = PER_CLASS.min(rarest).max(2);
+        let per_class = PER_CLASS.min(crate::eval::rarest_class(train)).max(2);
         let judge = crate::eval::load_judge(None)?;
         let evaluator = Evaluator::new(judge.classifier, test)?;
         let real = evaluator.evaluate(&per_class_subset(train, per_class, 0)?)?;

@@ -112,7 +112,7 @@ impl Candidate {
 }
 
 /// Digits per class of the rarest class in `split`.
-fn rarest_class(split: &Split) -> usize {
+pub fn rarest_class(split: &Split) -> usize {
     (0..NUM_CLASSES as u8)
         .map(|c| split.labels().iter().filter(|&&l| l == c).count())
         .min()
