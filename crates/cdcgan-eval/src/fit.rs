@@ -81,7 +81,7 @@ pub fn fit(
             config.epochs
         )));
     }
-    config.check()?;
+    config.validate()?;
     let net = Classifier::new(config.seed, device)?;
     let adam = AdamConfig {
         lr: config.lr,
@@ -135,7 +135,7 @@ pub fn fit(
 
 impl FitConfig {
     /// Checks that every augmentation setting is in its range.
-    pub fn check(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let bad = |what: &str, v: f64, range: &str| {
             Err(Error::Config(format!("{what} is {v}, must be {range}")))
         };
@@ -382,8 +382,8 @@ mod tests {
                 ..FitConfig::default()
             },
         ] {
-            assert!(bad.check().is_err(), "{bad:?}");
+            assert!(bad.validate().is_err(), "{bad:?}");
         }
-        assert!(FitConfig::default().check().is_ok());
+        assert!(FitConfig::default().validate().is_ok());
     }
 }

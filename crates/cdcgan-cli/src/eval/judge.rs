@@ -93,7 +93,7 @@ impl TrainClassifierArgs {
         set!(
             epochs, batch_size, lr, shift, rotation, scale, dropout, seed
         );
-        c.check()?;
+        c.validate()?;
         Ok(c)
     }
 }
