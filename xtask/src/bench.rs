@@ -67,29 +67,13 @@ fn last_json(stdout: &[u8]) -> Result<Value> {
 /// the same Python process, then `xtask/torch/sngan_ref.py` (the default recipe) merged in.
 fn torch(python: &str, script: &Path, sngan: &Path, steps: usize, threads: usize) -> Result<Value> {
     let mut plain = torch_plain(python, script, steps, threads)?;
-    let out = Command::new(python)
-        .arg(sngan)
+    let mut cmd = Command::new(python);
+    cmd.arg(sngan)
         .arg(script)
-        .args([
-            "--threads",
-            &threads.to_string(),
-            "--steps",
-            &steps.to_string(),
-        ])
-        .args(["--batches", BATCHES])
-        .output()
-        .with_context(|| format!("cannot run {python}"))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            sngan.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    }
-    if let (Some(map), Value::Object(more)) = (plain.as_object_mut(), last_json(&out.stdout)?) {
+        .args(["--threads", &threads.to_string()])
+        .args(["--steps", &steps.to_string(), "--batches", BATCHES]);
+    let more = python_json(cmd, python, &sngan.display().to_string())?;
+    if let (Some(map), Value::Object(more)) = (plain.as_object_mut(), more) {
         map.extend(
             more.into_iter()
                 .filter(|(k, _)| k.starts_with("train_sngan")),
@@ -114,19 +98,21 @@ print(json.dumps(out))
 "#,
         script = script.display().to_string()
     );
-    let out = Command::new(python)
-        .args(["-c", &code])
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", &code]);
+    let what = format!("PyTorch reference ({python} {})", script.display());
+    python_json(cmd, python, &what)
+}
+
+/// Runs a Python command and parses its last JSON line; a failure names `what` and the last
+/// line of its stderr.
+fn python_json(mut cmd: Command, python: &str, what: &str) -> Result<Value> {
+    let out = cmd
         .output()
         .with_context(|| format!("cannot run {python}"))?;
     if !out.status.success() {
-        bail!(
-            "PyTorch reference failed ({python} {}): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!("{what} failed: {}", stderr.lines().last().unwrap_or(""));
     }
     last_json(&out.stdout)
 }
