@@ -89,8 +89,19 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, Activation::Identity)
+    }
+}
+
+impl Conv2d {
+    /// `act(conv(x) + bias)`, the bias and the activation applied in one pass (a layer with
+    /// no BatchNorm after it).
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
         let y = kernels::conv2d(x, &self.weight, self.config.stride, self.config.padding)?;
-        add_bias(y, self.bias.as_ref())
+        match &self.bias {
+            Some(b) => kernels::add_bias_act(&y, b, act),
+            None => act.stock(&y),
+        }
     }
 }
 
@@ -394,19 +405,40 @@ pub struct SpectralNorm {
     u: Var,
 }
 
-/// Keeps power iteration away from a division by zero on an all-zero weight.
-const SN_EPS: f64 = 1e-12;
-
 impl SpectralNorm {
     /// `w / σ(w)` for a weight whose first axis has `rows` entries. With `update`, first
     /// moves `u` one power-iteration step towards `w`'s top left singular vector (training
-    /// mode); otherwise `u` is read as it is.
+    /// mode); otherwise `u` is read as it is. σ = uᵀ·W·v is differentiable in `w`, with `v`
+    /// from before the step (PyTorch's estimate).
     pub fn normalise(&self, w: &Tensor, update: bool) -> Result<Tensor> {
+        if !kernels::fast_path(w, self.u.as_tensor()) {
+            return self.normalise_stock(w, update);
+        }
+        let u = self.u.as_tensor().to_vec1::<f32>()?;
+        if u.is_empty() || w.dim(0)? != u.len() {
+            candle_core::bail!(
+                "spectral norm: weight {:?} for a vector `u` of {}",
+                w.dims(),
+                u.len()
+            )
+        }
+        let matrix = w.flatten_all()?.to_vec1::<f32>()?;
+        let estimate = kernels::power_iteration(&matrix, &u, update);
+        if update {
+            self.u
+                .set(&Tensor::new(estimate.u.as_slice(), w.device())?)?;
+        }
+        kernels::spectral_divide(w, estimate)
+    }
+
+    /// [`SpectralNorm::normalise`] in candle's own ops (other devices and dtypes, and the
+    /// reference the fused kernel is tested against).
+    pub(crate) fn normalise_stock(&self, w: &Tensor, update: bool) -> Result<Tensor> {
         let rows = w.dim(0)?;
         let matrix = w.reshape((rows, ()))?;
         let fixed = matrix.detach();
         let unit = |t: Tensor| -> Result<Tensor> {
-            let norm = (t.sqr()?.sum_all()?.sqrt()? + SN_EPS)?;
+            let norm = (t.sqr()?.sum_all()?.sqrt()? + kernels::SN_EPS)?;
             t.broadcast_div(&norm)
         };
         // Unit length on read too: a fresh `u` may have any scale.
@@ -416,7 +448,6 @@ impl SpectralNorm {
             u = unit(v.matmul(&fixed.t()?)?)?;
             self.u.set(&u.reshape(rows)?)?;
         }
-        // σ = uᵀ·W·v, differentiable in W (PyTorch's estimate, with `v` from before the step).
         let sigma = u.matmul(&matrix.matmul(&v.t()?)?)?.reshape(())?;
         w.broadcast_div(&sigma)
     }
@@ -466,6 +497,58 @@ mod tests {
             v = wtwv.iter().map(|x| x / norm).collect();
         }
         sigma
+    }
+
+    #[test]
+    fn fused_spectral_norm_matches_candle_ops_in_values_steps_and_gradients() {
+        let device = Device::Cpu;
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+        let shape = (12, 3, 4, 4);
+        let w =
+            Tensor::from_vec(crate::normal_vec(&mut rng, 576, 0.0, 0.1), shape, &device).unwrap();
+        let r =
+            Tensor::from_vec(crate::normal_vec(&mut rng, 576, 0.0, 1.0), shape, &device).unwrap();
+        let u0 = Tensor::from_vec(crate::normal_vec(&mut rng, 12, 0.0, 1.0), 12, &device).unwrap();
+        let run = |fused: bool| {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+            let sn = spectral_norm(12, vb.pp("conv")).unwrap();
+            sn.u.set(&u0).unwrap();
+            let w = Var::from_tensor(&w).unwrap();
+            let mut outs = Vec::new();
+            for update in [true, true, false] {
+                let y = if fused {
+                    sn.normalise(w.as_tensor(), update)
+                } else {
+                    sn.normalise_stock(w.as_tensor(), update)
+                }
+                .unwrap();
+                let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let grad = grads.get(w.as_tensor()).unwrap();
+                for t in [&y, grad, sn.u.as_tensor()] {
+                    outs.push(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                }
+            }
+            outs
+        };
+        for (k, (a, b)) in run(true).iter().zip(run(false)).enumerate() {
+            for (x, y) in a.iter().zip(&b) {
+                assert!(
+                    (x - y).abs() < 1e-5 * (1.0 + y.abs()),
+                    "output {k}: {x} vs {y}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn spectral_norm_refuses_a_vector_of_the_wrong_length() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let sn = spectral_norm(3, vb.pp("fc")).unwrap();
+        let w = Tensor::zeros((4, 2), DType::F32, &Device::Cpu).unwrap();
+        let err = sn.normalise(&w, true).unwrap_err().to_string();
+        assert!(err.contains("spectral norm"), "{err}");
     }
 
     #[test]

@@ -238,6 +238,12 @@ impl Discriminator {
         &self.config
     }
 
+    /// Whether each logit depends on its own example alone (no BatchNorm and no minibatch
+    /// standard deviation), so reals and fakes may share one pass.
+    pub fn per_example(&self) -> bool {
+        self.bn2.is_none() && !self.config.minibatch_std
+    }
+
     /// A view whose parameters are cut from autograd, for the generator's step: gradients
     /// still flow through it to the images, but none are computed for D's own weights
     /// (which that step would throw away). BatchNorm running statistics stay shared.
@@ -299,10 +305,9 @@ impl Discriminator {
             self.conv2.bias().cloned(),
             self.conv2.config(),
         );
-        let h = conv2.forward(&h)?;
         let h = match &self.bn2 {
-            Some(bn2) => bn2.forward_act(&h, train, LEAKY)?,
-            None => LEAKY.stock(&h)?,
+            Some(bn2) => bn2.forward_act(&conv2.forward(&h)?, train, LEAKY)?,
+            None => conv2.forward_act(&h, LEAKY)?,
         }
         .flatten_from(1)?;
         let fc = Linear::new(

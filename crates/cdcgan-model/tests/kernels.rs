@@ -363,18 +363,28 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
-    fn add_bias_matches_broadcast_add(
+    fn add_bias_act_matches_broadcast_add_then_the_activation(
         n in 1usize..5, c in 1usize..6, h in 1usize..9, w in 1usize..9, seed in any::<u64>(),
+        act in prop_oneof![
+            Just(Activation::Identity), Just(Activation::Relu), Just(Activation::LeakyRelu(0.2))
+        ],
     ) {
         let x = seeded(seed, &[n, c, h, w]);
         let b = seeded(seed + 1, &[c]);
         let run = |fast: bool| {
             let (xv, bv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&b).unwrap());
             let y = if fast {
-                kernels::add_bias(xv.as_tensor(), bv.as_tensor()).unwrap()
+                kernels::add_bias_act(xv.as_tensor(), bv.as_tensor(), act).unwrap()
             } else {
                 let col = bv.as_tensor().reshape((1, c, 1, 1)).unwrap();
-                xv.as_tensor().broadcast_add(&col).unwrap()
+                let sum = xv.as_tensor().broadcast_add(&col).unwrap();
+                match act {
+                    Activation::Identity => sum,
+                    Activation::Relu => sum.relu().unwrap(),
+                    Activation::LeakyRelu(s) => {
+                        sum.maximum(&(&sum * f64::from(s)).unwrap()).unwrap()
+                    }
+                }
             };
             let r = seeded(seed ^ 0x33, y.dims());
             let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();

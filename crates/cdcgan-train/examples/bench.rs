@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release -p cdcgan-train --example bench -- [--stock] [--steps 20]
-//!     [--batches 32,64,128] [--layers]
+//!     [--batches 32,64,128] [--recipes dcgan,sngan] [--layers]
 //! ```
 //! `--stock` uses candle's own convolution ops instead of the fast kernels.
 
@@ -46,6 +46,7 @@ struct Args {
     steps: usize,
     batches: Vec<usize>,
     layers: bool,
+    recipes: Vec<String>,
 }
 
 fn parse() -> Res<Args> {
@@ -54,6 +55,7 @@ fn parse() -> Res<Args> {
         steps: 20,
         batches: vec![32, 64, 128],
         layers: false,
+        recipes: vec!["dcgan".into(), "sngan".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -68,6 +70,14 @@ fn parse() -> Res<Args> {
                     .split(',')
                     .map(str::parse)
                     .collect::<Result<_, _>>()?
+            }
+            "--recipes" => {
+                args.recipes = it
+                    .next()
+                    .ok_or("--recipes needs a value")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect()
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -152,6 +162,9 @@ fn main() -> Res<()> {
     );
     out.insert("threads".into(), json!(rayon_threads()));
     for (preset, key) in [(Preset::Dcgan, "train"), (Preset::Sngan, "train_sngan")] {
+        if !args.recipes.iter().any(|r| *r == preset.to_string()) {
+            continue;
+        }
         for &b in &args.batches {
             let mut trainer = Trainer::new(preset.config(), &dev)?;
             let (images, labels) = batch(&mut rng, b, &dev)?;

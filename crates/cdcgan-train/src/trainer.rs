@@ -277,8 +277,21 @@ impl Trainer {
         for _ in 0..t.d_steps {
             let z = noise(&mut self.rng, b, self.config.model.z_dim, &self.device)?;
             let f = g.forward_t(&z, &fake_labels, true)?;
-            let d_real = d.forward_t(images, labels, true)?;
-            let d_fake = d.forward_t(&f.detach(), &fake_labels, true)?;
+            let (d_real, d_fake) = if d.per_example() {
+                // One pass over reals and fakes together (BigGAN's D step): the same logits,
+                // half the passes, and one spectral-norm step per update as in SN-GAN.
+                let both = d.forward_t(
+                    &Tensor::cat(&[images, &f.detach()], 0)?,
+                    &Tensor::cat(&[labels, &fake_labels], 0)?,
+                    true,
+                )?;
+                (both.narrow(0, 0, b)?, both.narrow(0, b, b)?)
+            } else {
+                (
+                    d.forward_t(images, labels, true)?,
+                    d.forward_t(&f.detach(), &fake_labels, true)?,
+                )
+            };
             let loss = (bce_with_logits(&d_real, real_target)? + bce_with_logits(&d_fake, 0.0)?)?;
             stats.d_loss = scalar(&loss)?;
             check_finite(stats.d_loss, "discriminator loss", self.position.step)?;

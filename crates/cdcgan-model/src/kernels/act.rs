@@ -148,8 +148,8 @@ impl CustomOp3 for GatherAddAct {
 }
 
 /// `grad · act'(y)`, reading the derivative off the activation's output `y`.
-struct ActGrad {
-    act: Activation,
+pub(crate) struct ActGrad {
+    pub(crate) act: Activation,
 }
 
 impl CustomOp2 for ActGrad {

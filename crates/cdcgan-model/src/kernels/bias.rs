@@ -1,7 +1,9 @@
-//! A per-channel bias, with a backward pass that sums the gradient per channel in one pass.
+//! A per-channel bias and the activation after it, with a backward pass that sums the
+//! gradient per channel in one pass.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
+use super::act::{ActGrad, Activation};
 use super::norm::{channel_shape, channel_sums, lane_sums, ncp};
 use super::{CResult, contiguous_f32, fast_path, par_fill};
 
@@ -11,17 +13,27 @@ use super::{CResult, contiguous_f32, fast_path, par_fill};
 /// the broadcast dimensions with a strided reduction that took 3% of a small-batch training
 /// step; here the bias gradient is one pass over contiguous planes.
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> CResult<Tensor> {
+    add_bias_act(x, bias, Activation::Identity)
+}
+
+/// `act(x + bias)` per channel of `x [n, c, ...]`, `bias [c]`: [`add_bias`] and the activation
+/// in one pass forward and one backward (a layer without BatchNorm, such as a spectrally
+/// normalised convolution). Differentiable in both.
+pub fn add_bias_act(x: &Tensor, bias: &Tensor, act: Activation) -> CResult<Tensor> {
     let c = x.dim(1)?;
     if bias.dims() != [c] {
         candle_core::bail!("add_bias: {c} channels but bias {:?}", bias.dims())
     }
     if !fast_path(x, bias) {
-        return x.broadcast_add(&bias.reshape(channel_shape(x))?);
+        return act.stock(&x.broadcast_add(&bias.reshape(channel_shape(x))?)?);
     }
-    x.contiguous()?.apply_op2(&bias.contiguous()?, AddBias)
+    x.contiguous()?
+        .apply_op2(&bias.contiguous()?, AddBias { act })
 }
 
-struct AddBias;
+struct AddBias {
+    act: Activation,
+}
 
 impl CustomOp2 for AddBias {
     fn name(&self) -> &'static str {
@@ -42,12 +54,13 @@ impl CustomOp2 for AddBias {
             candle_core::bail!("{}: bias must be [{c}]", self.name())
         }
         // Chunk k is plane k: channel k % c.
+        let act = self.act;
         let y = par_fill(
             x.len(),
             p,
             |k| {
                 let b = bias[k % c];
-                x[k * p..(k + 1) * p].iter().map(move |&v| v + b)
+                x[k * p..(k + 1) * p].iter().map(move |&v| act.apply(v + b))
             },
             &[],
         );
@@ -58,9 +71,13 @@ impl CustomOp2 for AddBias {
         &self,
         x: &Tensor,
         bias: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        let grad = match self.act {
+            Activation::Identity => grad.clone(),
+            act => res.apply_op2_no_bwd(&grad.contiguous()?, &ActGrad { act })?,
+        };
         let dbias = if bias.track_op() {
             Some(grad.contiguous()?.apply_op1_no_bwd(&ChannelSums)?)
         } else {

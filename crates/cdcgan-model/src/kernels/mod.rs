@@ -32,7 +32,9 @@
 //!
 //! [`batch_norm`] normalises with batch or running statistics and applies the following
 //! activation in the same pass; its backward is two passes over the batch. [`add_bias`]
-//! adds a per-channel bias and sums its gradient per channel in one pass.
+//! adds a per-channel bias and sums its gradient per channel in one pass; [`add_bias_act`]
+//! applies the activation in the same pass. [`power_iteration`] and [`spectral_divide`] are
+//! spectral normalisation's estimate and division, each one pass over the weight.
 //!
 //! Any other device or dtype falls back to candle's own ops, so GPU builds keep working;
 //! [`set_fast_kernels`] switches the fast path off for comparisons.
@@ -48,11 +50,13 @@ mod act;
 mod bias;
 mod conv;
 mod norm;
+mod spectral;
 
 pub use act::{Activation, gather_add_act};
-pub use bias::add_bias;
+pub use bias::{add_bias, add_bias_act};
 pub use conv::{conv_transpose2d, conv2d};
 pub use norm::{batch_norm, channel_stats};
+pub use spectral::{SN_EPS, SpectralEstimate, power_iteration, spectral_divide};
 
 type CResult<T> = candle_core::Result<T>;
 
