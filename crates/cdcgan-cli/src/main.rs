@@ -13,22 +13,13 @@ use anyhow::Result;
 use cdcgan_model::ARCH;
 use clap::{Parser, Subcommand};
 
+use cdcgan_nn::runtime;
 use generate::{InterpolateOpts, NumberOpts, SampleOpts, Source};
 
 // candle allocates a fresh buffer per op; mimalloc reuses them instead of faulting in new
 // pages every step (about 1.5x faster training than the system allocator here).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Tells mimalloc never to hand freed memory back to the OS. Candle frees and allocates the
-/// same large buffers every step; each page handed back costs a fault and a clearing when it
-/// returns (about 4% of a training step at batch 64). Keeping them costs 10-70 MiB of RSS.
-fn keep_freed_memory() {
-    // `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3); -1 never purges.
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets one option; mimalloc reads its options at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
 
 #[derive(Parser)]
 #[command(
@@ -230,9 +221,9 @@ fn message(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
+    runtime::keep_freed_memory();
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe { cdcgan_model::kernels::shorten_candle_spin() };
+    unsafe { runtime::shorten_candle_spin() };
     let cli = Cli::parse();
     // SAFETY: still no other thread: parsing the arguments starts none.
     if let Err(e) = unsafe { set_threads(cli.threads) } {

@@ -21,9 +21,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Linear, VarBuilder, VarMap};
-use cdcgan_model::kernels::Activation;
-use cdcgan_model::layers::{self, BatchNorm, Conv2d, ConvConfig};
 use cdcgan_model::normal_vec;
+use cdcgan_nn::kernels::Activation;
+use cdcgan_nn::layers::{self, BatchNorm, Conv2d, ConvConfig};
 use mnist_data::{IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, Split, pixel_to_signed};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

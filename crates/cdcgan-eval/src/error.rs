@@ -11,7 +11,7 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     /// The optimizer failed.
     #[error(transparent)]
-    Train(#[from] cdcgan_train::Error),
+    Nn(#[from] cdcgan_nn::Error),
     /// Reading or writing data failed.
     #[error(transparent)]
     Data(#[from] mnist_data::Error),

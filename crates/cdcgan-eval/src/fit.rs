@@ -7,7 +7,7 @@
 //! ratio measured with it would be skewed (see docs/results.md, "The judge").
 
 use candle_core::{Device, Tensor};
-use cdcgan_train::{Adam, AdamConfig};
+use cdcgan_nn::{Adam, AdamConfig};
 use mnist_data::{Batcher, IMAGE_PIXELS, IMAGE_SIDE, Split};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

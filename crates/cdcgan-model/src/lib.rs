@@ -17,15 +17,14 @@
 //!
 //! - [`ModelConfig`]: the `dcgan28` knobs (z size, widths, label input) and a tiny variant.
 //! - [`Generator`], [`Discriminator`]: the networks; [`Gan`]: both with their parameters.
-//! - [`kernels`], [`layers`]: fast CPU convolutions (Winograd, im2col + gemm), backward passes too.
+//! - The layers and kernels under them are [`cdcgan_nn`]'s (fast CPU convolutions with
+//!   backward passes).
 //! - [`Checkpoint`]: safetensors with the config in the metadata, PyTorch-compatible names.
 
 mod checkpoint;
 mod config;
 mod error;
 mod gan;
-pub mod kernels;
-pub mod layers;
 pub mod meta;
 mod networks;
 

@@ -20,8 +20,8 @@ use mnist_data::{IMAGE_SIDE, NUM_CLASSES};
 
 use crate::config::{LabelInput, ModelConfig};
 use crate::error::Result;
-use crate::kernels::{self, Activation};
-use crate::layers::{
+use cdcgan_nn::kernels::{self, Activation};
+use cdcgan_nn::layers::{
     self, BatchNorm, ClassBatchNorm, Conv2d, ConvConfig, ConvTranspose2d, SpectralNorm,
 };
 
@@ -298,7 +298,10 @@ impl Discriminator {
             stride,
             padding,
         )?;
-        let per_class = layers::add_bias(per_class, self.conv1.bias())?;
+        let per_class = match self.conv1.bias() {
+            Some(b) => kernels::add_bias(&per_class, b)?,
+            None => per_class,
+        };
         let h = kernels::gather_add_act(&image_part, &per_class, &labels, LEAKY)?;
         let conv2 = Conv2d::new(
             self.weight(self.conv2.weight(), |sn| Some(&sn.conv2), train)?,

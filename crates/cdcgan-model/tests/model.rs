@@ -238,11 +238,11 @@ fn class_norm_gives_each_class_its_own_generator_affine() {
 #[test]
 fn class_batch_norm_matches_its_definition_in_value_and_gradient() {
     use candle_nn::{VarBuilder, VarMap};
-    use cdcgan_model::kernels::Activation;
+    use cdcgan_nn::kernels::Activation;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &cpu());
     let (n, c, classes) = (6, 5, 4);
-    let norm = cdcgan_model::layers::class_batch_norm(classes, c, 1e-5, 0.1, vb).unwrap();
+    let norm = cdcgan_nn::layers::class_batch_norm(classes, c, 1e-5, 0.1, vb).unwrap();
     assert_eq!(
         varmap.all_vars().len(),
         4,

@@ -47,7 +47,7 @@ criterion_group!(benches, bench);
 /// `cdcgan` binary and `cargo xtask bench` run it.
 fn main() {
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe { cdcgan_model::kernels::shorten_candle_spin() };
+    unsafe { cdcgan_nn::runtime::shorten_candle_spin() };
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -13,8 +13,9 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor, Var};
-use cdcgan_model::kernels::{self, Activation};
 use cdcgan_model::{Gan, ModelConfig, noise};
+use cdcgan_nn::kernels::{self, Activation};
+use cdcgan_nn::runtime;
 use cdcgan_train::{Preset, Trainer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -24,17 +25,6 @@ use serde_json::{Value, json};
 // kernel at once, so every step pays page faults. mimalloc keeps them.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// As the `cdcgan` binary does: tells mimalloc never to hand freed memory back to the OS.
-/// Candle frees and allocates the same large buffers every step; each page handed back costs
-/// a fault and a clearing when it returns (about 4% of a training step at batch 64). Keeping
-/// them costs 10-70 MiB of RSS.
-fn keep_freed_memory() {
-    // `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3); -1 never purges.
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets one option; mimalloc reads its options at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-}
 
 /// D's activation.
 const LEAKY: Activation = Activation::LeakyRelu(0.2);
@@ -148,9 +138,10 @@ fn layer(
 }
 
 fn main() -> Res<()> {
-    keep_freed_memory();
+    // As the `cdcgan` binary does.
+    runtime::keep_freed_memory();
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe { kernels::shorten_candle_spin() };
+    unsafe { runtime::shorten_candle_spin() };
     let args = parse()?;
     kernels::set_fast_kernels(!args.stock);
     let dev = Device::Cpu;

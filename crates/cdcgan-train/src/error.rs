@@ -12,6 +12,9 @@ pub enum Error {
     /// The model crate failed (building, checkpoint I/O).
     #[error(transparent)]
     Model(#[from] cdcgan_model::Error),
+    /// The layer crate failed (the optimizer).
+    #[error(transparent)]
+    Nn(#[from] cdcgan_nn::Error),
     /// The data crate failed (batching, atomic writes).
     #[error(transparent)]
     Data(#[from] mnist_data::Error),

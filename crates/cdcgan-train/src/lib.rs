@@ -12,7 +12,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! - [`Trainer`]: the state (networks, [`Adam`] optimizers, EMA, noise stream) and one step:
+//! - [`Trainer`]: the state (networks, [`cdcgan_nn::Adam`] optimizers, EMA, noise stream) and one step:
 //!   D on real (target 1, or `1 - label_smoothing`) and detached fakes (target 0), optional
 //!   clipping of D, then G with the non-saturating loss (plus, optionally, the mode-seeking
 //!   term over same-class pairs, in pixels or in D's features); losses by [`bce_with_logits`].
@@ -20,7 +20,6 @@
 //! - [`RunConfig`]: model, settings and [`Phase`]s (settings changed from an epoch on).
 //! - [`Observer`]: progress callbacks; the library prints nothing.
 
-mod adam;
 mod config;
 mod error;
 mod grid;
@@ -28,7 +27,6 @@ mod loss;
 mod run;
 mod trainer;
 
-pub use adam::{Adam, AdamConfig};
 pub use config::{
     MAX_GRID_PER_CLASS, MEMORY_BUDGET, ModeSeekingSpace, Phase, Preset, RunConfig, TrainConfig,
 };

@@ -4,11 +4,11 @@
 use candle_core::{Device, Tensor};
 use cdcgan_model::meta;
 use cdcgan_model::{Checkpoint, Gan, Generator, Net, is_buffer, noise};
+use cdcgan_nn::{Adam, AdamConfig, moving_average};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::adam::{Adam, AdamConfig, MovingAverage, fused};
 use crate::config::{ModeSeekingSpace, RunConfig, TrainConfig};
 use crate::error::{Error, Result};
 use crate::loss::bce_with_logits;
@@ -139,8 +139,16 @@ impl Trainer {
         if let Some(ema) = &this.ema {
             ema.import_net(ckpt, "ema.", Net::Generator)?;
         }
-        this.opt_g.import(ckpt, "opt.", META_OPT_G_STEPS)?;
-        this.opt_d.import(ckpt, "opt.", META_OPT_D_STEPS)?;
+        for (opt, steps_key) in [
+            (&mut this.opt_g, META_OPT_G_STEPS),
+            (&mut this.opt_d, META_OPT_D_STEPS),
+        ] {
+            let steps = meta(steps_key)?
+                .parse()
+                .map_err(|_| err(format!("malformed `{steps_key}`")))?;
+            opt.load_state(|name| ckpt.get(&format!("opt.{name}")), steps)
+                .map_err(|e| err(e.to_string()))?;
+        }
         this.position = serde_json::from_str(meta(META_POSITION)?)
             .map_err(|e| err(format!("position: {e}")))?;
         let rng: RngState =
@@ -162,8 +170,16 @@ impl Trainer {
         if let Some(ema) = &self.ema {
             ema_generator_export(ema, &mut ckpt);
         }
-        self.opt_g.export(&mut ckpt, "opt.", META_OPT_G_STEPS)?;
-        self.opt_d.export(&mut ckpt, "opt.", META_OPT_D_STEPS)?;
+        for (opt, steps_key) in [
+            (&self.opt_g, META_OPT_G_STEPS),
+            (&self.opt_d, META_OPT_D_STEPS),
+        ] {
+            for (name, t) in opt.state()? {
+                ckpt.insert(format!("opt.{name}"), t);
+            }
+            ckpt.metadata
+                .insert(steps_key.into(), opt.steps().to_string());
+        }
         let m = &mut ckpt.metadata;
         m.insert(META_KIND.into(), "training".into());
         m.insert(META_TRAIN.into(), json(&self.config.train));
@@ -355,11 +371,8 @@ impl Trainer {
             let src = src.as_tensor();
             if is_buffer(name) {
                 dst.set(src)?;
-            } else if fused(dst, src) {
-                dst.as_tensor()
-                    .inplace_op2(src, &MovingAverage::new(decay, false))?;
             } else {
-                dst.set(&((dst.as_tensor() * decay)? + (src * (1.0 - decay))?)?)?;
+                moving_average(dst, src, decay)?;
             }
         }
         self.ema_updates += 1;

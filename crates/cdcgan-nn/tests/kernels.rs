@@ -1,7 +1,7 @@
 //! The fast convolution kernels against candle's reference ops and finite differences.
 
 use candle_core::{Device, Tensor, Var};
-use cdcgan_model::kernels::{self, Activation};
+use cdcgan_nn::kernels::{self, Activation};
 use proptest::prelude::*;
 
 const DEV: Device = Device::Cpu;

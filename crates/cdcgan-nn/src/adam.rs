@@ -1,12 +1,12 @@
-//! Adam with PyTorch's update rule, and state that saves to and loads from checkpoints.
+//! Adam with PyTorch's update rule, fused into in-place passes on the CPU, and its state as
+//! named tensors (to save beside the weights and load back for an exact resume).
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
-use cdcgan_model::Checkpoint;
-use cdcgan_model::kernels::{self, contiguous_f32, contiguous_f32_mut};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::kernels::{self, contiguous_f32, contiguous_f32_mut};
 
 /// Adam's hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,41 +129,34 @@ impl Adam {
         Ok(())
     }
 
-    /// Adds the moments (`{prefix}{name}.m`, `.v`) to `ckpt`, and the step count as the
-    /// metadata entry `steps_key`.
-    pub fn export(&self, ckpt: &mut Checkpoint, prefix: &str, steps_key: &str) -> Result<()> {
+    /// The moments as named tensors, `{name}.m` and `{name}.v` for each variable (copies:
+    /// later steps update the moments in place). With [`Adam::steps`], all the state.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(2 * self.vars.len());
         for (i, (name, _)) in self.vars.iter().enumerate() {
-            // Copies: the moments are updated in place by later steps.
-            ckpt.insert(format!("{prefix}{name}.m"), self.m[i].copy()?);
-            ckpt.insert(format!("{prefix}{name}.v"), self.v[i].copy()?);
+            out.push((format!("{name}.m"), self.m[i].copy()?));
+            out.push((format!("{name}.v"), self.v[i].copy()?));
         }
-        ckpt.metadata
-            .insert(steps_key.to_owned(), self.t.to_string());
-        Ok(())
+        Ok(out)
     }
 
-    /// Restores the moments and step count written by [`Adam::export`].
-    pub fn import(&mut self, ckpt: &Checkpoint, prefix: &str, steps_key: &str) -> Result<()> {
-        let err = |problem: String| Error::Checkpoint {
-            origin: ckpt.origin().to_owned(),
-            problem,
-        };
-        let t = ckpt
-            .metadata
-            .get(steps_key)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| err(format!("missing or invalid `{steps_key}`")))?;
+    /// Restores the state [`Adam::state`] gave: each moment read through `get` by its name,
+    /// and the step count. A missing or misshapen moment is refused, naming it; nothing is
+    /// changed then.
+    pub fn load_state<'a>(
+        &mut self,
+        get: impl Fn(&str) -> Option<&'a Tensor>,
+        steps: u64,
+    ) -> Result<()> {
         let mut m = Vec::with_capacity(self.vars.len());
         let mut v = Vec::with_capacity(self.vars.len());
         for (name, var) in &self.vars {
             for (suffix, out) in [("m", &mut m), ("v", &mut v)] {
-                let key = format!("{prefix}{name}.{suffix}");
-                let t = ckpt
-                    .get(&key)
-                    .ok_or_else(|| err(format!("missing optimizer tensor `{key}`")))?;
+                let key = format!("{name}.{suffix}");
+                let t = get(&key).ok_or_else(|| Error::State(format!("missing `{key}`")))?;
                 if t.dims() != var.dims() {
-                    return Err(err(format!(
-                        "optimizer tensor `{key}` has shape {:?}, expected {:?}",
+                    return Err(Error::State(format!(
+                        "`{key}` has shape {:?}, expected {:?}",
                         t.dims(),
                         var.dims()
                     )));
@@ -174,13 +167,26 @@ impl Adam {
         }
         self.m = m;
         self.v = v;
-        self.t = t;
+        self.t = steps;
         Ok(())
     }
 }
 
+/// `average = β·average + (1-β)·value`, in place where the fused kernels apply (the
+/// exponential moving average of weights, as for an EMA generator).
+pub fn moving_average(average: &Var, value: &Tensor, beta: f64) -> Result<()> {
+    if fused(average, value) {
+        average
+            .as_tensor()
+            .inplace_op2(&value.contiguous()?, &MovingAverage::new(beta, false))?;
+    } else {
+        average.set(&((average.as_tensor() * beta)? + (value * (1.0 - beta))?)?)?;
+    }
+    Ok(())
+}
+
 /// Whether the fused in-place update applies: f32 on the CPU with the fast kernels on.
-pub(crate) fn fused(var: &Var, g: &Tensor) -> bool {
+fn fused(var: &Var, g: &Tensor) -> bool {
     kernels::fast_kernels()
         && var.device().is_cpu()
         && var.dtype() == DType::F32
@@ -192,13 +198,13 @@ pub(crate) fn fused(var: &Var, g: &Tensor) -> bool {
 const CHUNK: usize = 1 << 15;
 
 /// `m = β·m + (1-β)·x` (or `x²`), in place: Adam's moments and the generator's EMA.
-pub(crate) struct MovingAverage {
+struct MovingAverage {
     beta: f32,
     square: bool,
 }
 
 impl MovingAverage {
-    pub(crate) fn new(beta: f64, square: bool) -> Self {
+    fn new(beta: f64, square: bool) -> Self {
         Self {
             beta: beta as f32,
             square,
@@ -387,23 +393,40 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_through_a_checkpoint() {
+    fn state_round_trips_through_named_tensors() {
         let p = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
         let mut a = Adam::new(vec![("p".into(), p.clone())], AdamConfig::default()).unwrap();
         let loss = (p.as_tensor().sqr().unwrap()).sum_all().unwrap();
         a.step(&loss.backward().unwrap()).unwrap();
-        let mut ckpt = Checkpoint::new(cdcgan_model::ModelConfig::tiny());
-        a.export(&mut ckpt, "opt.x.", "x.t").unwrap();
+        let state: std::collections::HashMap<String, Tensor> =
+            a.state().unwrap().into_iter().collect();
         let mut b = Adam::new(vec![("p".into(), p.clone())], AdamConfig::default()).unwrap();
-        b.import(&ckpt, "opt.x.", "x.t").unwrap();
+        b.load_state(|k| state.get(k), a.steps()).unwrap();
         assert_eq!(b.steps(), 1);
         assert_eq!(
             b.m[0].to_vec1::<f32>().unwrap(),
             a.m[0].to_vec1::<f32>().unwrap()
         );
-        let mut empty = Checkpoint::new(cdcgan_model::ModelConfig::tiny());
-        empty.metadata.insert("x.t".into(), "1".into());
-        let msg = b.import(&empty, "opt.x.", "x.t").unwrap_err().to_string();
-        assert!(msg.contains("opt.x.p.m"), "{msg}");
+        let msg = b.load_state(|_| None, 1).unwrap_err().to_string();
+        assert!(msg.contains("p.m"), "{msg}");
+        let wrong = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+        let msg = b.load_state(|_| Some(&wrong), 1).unwrap_err().to_string();
+        assert!(msg.contains("shape"), "{msg}");
+    }
+
+    #[test]
+    fn moving_average_fused_and_plain_agree() {
+        let _flag = FAST_FLAG.lock().unwrap_or_else(|e| e.into_inner());
+        let run = |fast: bool| {
+            kernels::set_fast_kernels(fast);
+            let avg = Var::new(&[1.0f32, 2.0, -4.0], &Device::Cpu).unwrap();
+            let x = Tensor::new(&[3.0f32, 0.0, 4.0], &Device::Cpu).unwrap();
+            moving_average(&avg, &x, 0.75).unwrap();
+            avg.to_vec1::<f32>().unwrap()
+        };
+        let (fused, plain) = (run(true), run(false));
+        kernels::set_fast_kernels(true);
+        assert_eq!(fused, [1.5, 1.5, -2.0]);
+        assert_eq!(plain, fused);
     }
 }

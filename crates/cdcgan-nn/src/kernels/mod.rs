@@ -2,7 +2,7 @@
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
-//! use cdcgan_model::kernels;
+//! use cdcgan_nn::kernels;
 //!
 //! let x = Tensor::randn(0f32, 1., (2, 3, 8, 8), &Device::Cpu)?;
 //! let w = Tensor::randn(0f32, 1., (5, 3, 4, 4), &Device::Cpu)?;
@@ -66,24 +66,6 @@ static FAST: AtomicBool = AtomicBool::new(true);
 /// candle's stock ops everywhere, which is what benchmarks compare against.
 pub fn set_fast_kernels(on: bool) {
     FAST.store(on, Ordering::Relaxed);
-}
-
-/// Shortens the spin of candle's element-wise thread pool to 1,000 rounds, unless the
-/// environment already sets `CANDLE_BARRIER_POOL_SPIN_LIMIT`. After each op, its worker
-/// spins 25,000 times (about 0.4 ms on a 2-core AMD EPYC) before sleeping, on the cores
-/// that rayon's pool needs for the kernels here: 14% of a batch-64 training step of
-/// `dcgan28`. 1,000 rounds still catch back-to-back ops; training steps ran 1.06-1.18x
-/// faster at batches 32-128. The `cdcgan` binary calls it first thing.
-///
-/// # Safety
-/// It sets an environment variable, so no other thread may be running (reading or
-/// writing the environment); call it at the start of `main`, before candle's pool starts.
-pub unsafe fn shorten_candle_spin() {
-    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
-    if std::env::var_os(VAR).is_none() {
-        // SAFETY: the caller guarantees no other thread is running.
-        unsafe { std::env::set_var(VAR, "1000") };
-    }
 }
 
 /// Whether the fast CPU kernels are on.

@@ -2,7 +2,7 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use candle_core::{Device, Tensor, Var};
-use cdcgan_model::kernels::{self, Activation};
+use cdcgan_nn::kernels::{self, Activation};
 use criterion::{Criterion, criterion_group};
 
 fn randn(shape: &[usize]) -> Tensor {
@@ -75,7 +75,7 @@ criterion_group!(benches, bench);
 /// `cdcgan` binary and `cargo xtask bench` run it.
 fn main() {
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe { kernels::shorten_candle_spin() };
+    unsafe { cdcgan_nn::runtime::shorten_candle_spin() };
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
