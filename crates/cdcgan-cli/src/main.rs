@@ -14,7 +14,7 @@ use cdcgan_model::ARCH;
 use clap::{Parser, Subcommand};
 
 use cdcgan_nn::runtime;
-use generate::{InterpolateOpts, NumberOpts, SampleOpts, Source};
+use generate::{InterpolateOpts, NumberOpts, SampleOpts, load_sampler};
 
 // candle allocates a fresh buffer per op; mimalloc reuses them instead of faulting in new
 // pages every step (about 1.5x faster training than the system allocator here).
@@ -180,15 +180,15 @@ fn run(command: Command) -> Result<ExitCode> {
             });
         }
         Command::Sample(opts) => {
-            generate::sample(&Source::load(opts.checkpoint.as_deref())?, &opts)?;
+            generate::sample(&load_sampler(opts.checkpoint.as_deref(), true)?, &opts)?;
         }
         Command::Number(opts) => {
             // Check the number before loading anything.
             generate::parse_number(&opts.number)?;
-            generate::number(&Source::load(opts.checkpoint.as_deref())?, &opts)?;
+            generate::number(&load_sampler(opts.checkpoint.as_deref(), true)?, &opts)?;
         }
         Command::Interpolate(opts) => {
-            generate::interpolate(&Source::load(opts.checkpoint.as_deref())?, &opts)?;
+            generate::interpolate(&load_sampler(opts.checkpoint.as_deref(), true)?, &opts)?;
         }
         Command::Eval(args) => eval::eval(&args)?,
         Command::TrainClassifier(args) => eval::train_classifier(&args)?,

@@ -98,6 +98,10 @@ pub enum Error {
     /// An invalid model configuration.
     #[error("invalid model config: {0}")]
     Config(String),
+    /// A request a [`crate::Sampler`] cannot draw: a label outside 0-9, or noise that does
+    /// not fit the labels.
+    #[error("{0}")]
+    Request(String),
     /// Writing a checkpoint file failed.
     #[error(transparent)]
     Write(#[from] mnist_data::Error),

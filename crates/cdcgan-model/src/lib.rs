@@ -19,6 +19,7 @@
 //! - [`Generator`], [`Discriminator`]: the networks; [`Gan`]: both with their parameters.
 //! - The layers and kernels under them are [`cdcgan_nn`]'s (fast CPU convolutions with
 //!   backward passes).
+//! - [`Sampler`]: a trained generator ready to draw seeded digits as tensors or pixels.
 //! - [`Checkpoint`]: safetensors with the config in the metadata, PyTorch-compatible names.
 
 mod checkpoint;
@@ -27,6 +28,7 @@ mod error;
 mod gan;
 pub mod meta;
 mod networks;
+mod sampler;
 
 pub use checkpoint::{
     Checkpoint, FORMAT_VERSION, MAX_HEADER_BYTES, META_ARCH, META_FORMAT, META_MODEL, META_SHA256,
@@ -38,3 +40,4 @@ pub use gan::{
     normal_vec, sorted_vars,
 };
 pub use networks::{Discriminator, Generator, one_hot};
+pub use sampler::{Sampler, to_pixels};

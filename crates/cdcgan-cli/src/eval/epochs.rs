@@ -9,7 +9,7 @@ use plotters::style::{BLUE, RGBColor};
 
 use super::EvalArgs;
 use super::report::{min_max, pct};
-use crate::generate::{Source, per_class_labels};
+use crate::generate::{labelled_set, load_sampler, per_class_labels};
 use crate::plot::{Panel, Series, render};
 
 /// The `gen-epoch-NNN.safetensors` files of a run directory, by epoch.
@@ -55,8 +55,8 @@ pub fn eval_dir(
         "epoch", "accuracy", "FID", "intra-FID", "diversity"
     );
     for (epoch, path) in epochs {
-        let src = Source::load_with(Some(path), !args.raw)?;
-        let set = src.labelled_set(per_class_labels(per_class), args.seed)?;
+        let sampler = load_sampler(Some(path), !args.raw)?;
+        let set = labelled_set(&sampler, per_class_labels(per_class), args.seed)?;
         let m = evaluator.evaluate(&set)?;
         let (dmin, dmax) = min_max(&m.diversity);
         println!(
@@ -84,6 +84,14 @@ pub fn eval_dir(
     let csv_path = dir.join("eval.csv");
     mnist_data::write_atomic(&csv_path, csv.as_bytes())
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
+    let png = dir.join("eval.png");
+    plot_epochs(&rows, real, &png)?;
+    println!("wrote {} and {}", csv_path.display(), png.display());
+    Ok(())
+}
+
+/// eval.png: label accuracy, FID and intra-class FID against epochs, beside real digits'.
+fn plot_epochs(rows: &[(f64, Metrics)], real: &Metrics, png: &Path) -> Result<()> {
     let line = |f: &dyn Fn(&Metrics) -> f64| rows.iter().map(|(e, m)| (*e, f(m))).collect();
     let flat = |v: f64| rows.iter().map(|(e, _)| (*e, v)).collect();
     let panel = |title: &str, y: &'static str, f: &dyn Fn(&Metrics) -> f64| Panel {
@@ -101,7 +109,6 @@ pub fn eval_dir(
             },
         ],
     };
-    let png = dir.join("eval.png");
     render(
         &[
             panel("label accuracy", "%", &|m| 100.0 * m.accuracy),
@@ -109,8 +116,6 @@ pub fn eval_dir(
             panel("intra-class FID", "FID", &|m| m.intra_fid_mean),
         ],
         (1500, 450),
-        &png,
-    )?;
-    println!("wrote {} and {}", csv_path.display(), png.display());
-    Ok(())
+        png,
+    )
 }

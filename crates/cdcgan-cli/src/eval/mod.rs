@@ -15,12 +15,13 @@ use cdcgan_eval::{
     Cas, Evaluator, FitConfig, Metrics, Target, classification_accuracy_score, per_class_subset,
     targets,
 };
+use cdcgan_model::Sampler;
 use clap::Args;
 use mnist_data::{NUM_CLASSES, Split};
 
 pub use judge::{TrainClassifierArgs, load_judge, train_classifier};
 
-use crate::generate::{Source, per_class_labels};
+use crate::generate::{labelled_set, load_sampler, per_class_labels};
 use crate::{load_mnist, print_all};
 use report::{cas_report, json_report, summary, targets_table};
 
@@ -85,7 +86,7 @@ enum Candidate {
     /// Real training digits (`--real`): the baseline alone.
     Real,
     /// A generator's.
-    Generator(Box<Source>),
+    Generator(Box<Sampler>),
     /// Given with `--images`.
     Given(Split),
 }
@@ -105,8 +106,18 @@ impl Candidate {
     fn set(&self, per_class: usize, seed: u64) -> Result<Option<Split>> {
         Ok(match self {
             Self::Real => None,
-            Self::Generator(src) => Some(src.labelled_set(per_class_labels(per_class), seed)?),
+            Self::Generator(src) => Some(labelled_set(src, per_class_labels(per_class), seed)?),
             Self::Given(split) => Some(split.clone()),
+        })
+    }
+
+    /// The digits CAS trains its classifier on: the real training split, `per_class` drawn
+    /// digits of each class, or the given ones.
+    fn cas_set(&self, real_train: &Split, per_class: usize, seed: u64) -> Result<Split> {
+        Ok(match self {
+            Self::Real => real_train.clone(),
+            Self::Generator(src) => labelled_set(src, per_class_labels(per_class), seed)?,
+            Self::Given(split) => split.clone(),
         })
     }
 }
@@ -146,7 +157,7 @@ fn candidate(args: &EvalArgs, for_dir: bool) -> Result<Candidate> {
     Ok(match (&args.images, args.real || for_dir) {
         (Some(images), _) => Candidate::Given(digits::load_digits(images, args.labels.as_deref())?),
         (None, true) => Candidate::Real,
-        (None, false) => Candidate::Generator(Box::new(Source::load_with(
+        (None, false) => Candidate::Generator(Box::new(load_sampler(
             args.checkpoint.as_deref(),
             !args.raw,
         )?)),
@@ -196,13 +207,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         print_all(&summary(&m, evaluator.test_accuracy()))?;
     }
     if args.cas {
-        let train = match &candidate {
-            Candidate::Real => mnist.train.clone(),
-            Candidate::Generator(src) => {
-                src.labelled_set(per_class_labels(args.cas_per_class), args.seed + 1)?
-            }
-            Candidate::Given(split) => split.clone(),
-        };
+        let train = candidate.cas_set(&mnist.train, args.cas_per_class, args.seed + 1)?;
         m.cas = Some((train.len(), cas(&train, &mnist.test)?));
     }
     let judge_acc = evaluator.test_accuracy();

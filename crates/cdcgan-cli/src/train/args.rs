@@ -153,62 +153,26 @@ impl TrainArgs {
             }
             None => self.preset.unwrap_or_default().config(),
         };
-        let t = &mut c.train;
+        // Each flag given replaces its field of the file's or preset's settings.
         macro_rules! set {
-            ($($field:ident),*) => { $(if let Some(v) = self.$field { t.$field = v; })* };
+            ($to:expr; $($field:ident),*) => { $(if let Some(v) = self.$field { $to.$field = v; })* };
         }
-        set!(
-            epochs,
-            batch_size,
-            beta1,
-            beta2,
-            eps,
-            d_steps,
-            label_smoothing,
-            mode_seeking,
-            mode_seeking_space,
-            clip,
-            ema_decay,
-            seed,
-            log_every,
-            grid_per_class,
-            eval_every
-        );
+        let t = &mut c.train;
+        set!(t; epochs, batch_size, beta1, beta2, eps, d_steps, label_smoothing, mode_seeking);
+        set!(t; mode_seeking_space, clip, ema_decay, seed, log_every, grid_per_class, eval_every);
         if let Some(lr) = self.lr {
             (t.lr_g, t.lr_d) = (lr, lr);
         }
-        set!(lr_g, lr_d);
+        set!(t; lr_g, lr_d);
         let m = &mut c.model;
-        if let Some(v) = self.z_dim {
-            m.z_dim = v;
-        }
-        if let Some(v) = self.gen_width {
-            m.gen_width = v;
-        }
-        if let Some(v) = self.disc_width {
-            m.disc_width = v;
-        }
+        set!(m; z_dim, gen_width, disc_width, projection, class_norm, minibatch_std);
+        set!(m; spectral_norm, spectral_norm_proj);
         if let Some(v) = &self.label_input {
             m.label_input = if v == "embedding" {
                 LabelInput::Embedding
             } else {
                 LabelInput::OneHot
             };
-        }
-        if let Some(v) = self.projection {
-            m.projection = v;
-        }
-        if let Some(v) = self.class_norm {
-            m.class_norm = v;
-        }
-        if let Some(v) = self.minibatch_std {
-            m.minibatch_std = v;
-        }
-        if let Some(v) = self.spectral_norm {
-            m.spectral_norm = v;
-        }
-        if let Some(v) = self.spectral_norm_proj {
-            m.spectral_norm_proj = v;
         }
         c.validate()?;
         Ok(c)
