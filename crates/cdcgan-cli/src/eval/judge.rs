@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::load_mnist;
 
 /// The classifier shipped with the tool (see `docs/results.md`, "The judge").
-const PRETRAINED_CLASSIFIER: &[u8] = include_bytes!("../../../../assets/classifier.safetensors");
+const PRETRAINED_CLASSIFIER: &[u8] = include_bytes!("../../assets/classifier.safetensors");
 
 /// A loaded judge and what identifies it in a report.
 pub struct Judge {

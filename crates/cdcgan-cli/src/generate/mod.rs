@@ -20,7 +20,7 @@ pub use sample::{SampleOpts, sample};
 
 /// The generator shipped with the tool, stored as f16. Which run and epoch it is, and how to
 /// train it again: `docs/results.md`, "The shipped generator".
-const PRETRAINED: &[u8] = include_bytes!("../../../../assets/generator.safetensors");
+const PRETRAINED: &[u8] = include_bytes!("../../assets/generator.safetensors");
 
 /// The generator of `checkpoint` if given (its EMA weights when `prefer_ema` and present),
 /// else the shipped one, ready to draw digits.
