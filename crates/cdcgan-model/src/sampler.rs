@@ -2,7 +2,7 @@
 //! a bounded number at a time.
 
 use candle_core::{Device, Tensor};
-use mnist_data::{NUM_CLASSES, signed_to_pixel};
+use mnist_data::{IMAGE_SIDE, NUM_CLASSES, signed_to_pixel};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -77,11 +77,8 @@ impl Sampler {
             parts.push(self.generator.forward_t(&z, &y, false)?);
         }
         if parts.is_empty() {
-            return Ok(Tensor::zeros(
-                (0, 1, 28, 28),
-                candle_core::DType::F32,
-                &Device::Cpu,
-            )?);
+            let shape = (0, 1, IMAGE_SIDE, IMAGE_SIDE);
+            return Ok(Tensor::zeros(shape, candle_core::DType::F32, &Device::Cpu)?);
         }
         Ok(Tensor::cat(&parts, 0)?)
     }
@@ -108,7 +105,7 @@ impl Sampler {
     /// One digit per label as 8-bit pixels (white on black, 28x28 row-major, one image after
     /// another), noise from `seed`.
     pub fn pixels(&self, labels: &[u8], seed: u64) -> Result<Vec<u8>> {
-        let mut pixels = Vec::with_capacity(labels.len() * 28 * 28);
+        let mut pixels = Vec::with_capacity(labels.len() * IMAGE_SIDE * IMAGE_SIDE);
         self.generate_each(
             labels.len(),
             |i| labels[i],
@@ -126,4 +123,47 @@ impl Sampler {
 pub fn to_pixels(images: &Tensor) -> Result<Vec<u8>> {
     let values: Vec<f32> = images.flatten_all()?.to_vec1()?;
     Ok(values.into_iter().map(signed_to_pixel).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Gan, ModelConfig};
+
+    fn tiny() -> Sampler {
+        let gan = Gan::new(ModelConfig::tiny(), 0, &Device::Cpu).unwrap();
+        let mut ckpt = Checkpoint::new(*gan.config());
+        gan.export(&mut ckpt, "");
+        Sampler::from_checkpoint(&ckpt, true).unwrap()
+    }
+
+    #[test]
+    fn chunked_drawing_matches_one_pass_and_seeds_repeat() {
+        let sampler = tiny();
+        let n = Sampler::CHUNK + 3;
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let pixels = sampler.pixels(&labels, 5).unwrap();
+        assert_eq!(pixels.len(), n * IMAGE_SIDE * IMAGE_SIDE);
+        // The same noise drawn at once, through the generator in one pass.
+        let z = sampler.noise(&mut ChaCha8Rng::seed_from_u64(5), n).unwrap();
+        let y = Tensor::from_vec(
+            labels.iter().map(|&l| u32::from(l)).collect(),
+            n,
+            &Device::Cpu,
+        );
+        let once = sampler.generator.forward_t(&z, &y.unwrap(), false).unwrap();
+        assert_eq!(pixels, to_pixels(&once).unwrap());
+        assert_ne!(pixels, sampler.pixels(&labels, 6).unwrap());
+        assert!(sampler.pixels(&[], 5).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let sampler = tiny();
+        let err = sampler.pixels(&[3, 10], 0).unwrap_err().to_string();
+        assert!(err.contains("label 10"), "{err}");
+        let z = sampler.noise(&mut ChaCha8Rng::seed_from_u64(0), 2).unwrap();
+        let err = sampler.generate(&z, &[1]).unwrap_err().to_string();
+        assert!(err.contains("2 noise vectors for 1 labels"), "{err}");
+    }
 }
