@@ -221,13 +221,29 @@ impl Classifier {
         )?)
     }
 
-    /// Reads a classifier file; errors name it.
+    /// Reads a classifier file; errors name it. A file larger than any classifier can be
+    /// (every value in f32, and a header of at most [`cdcgan_model::MAX_HEADER_BYTES`]) is
+    /// refused before it is read.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let len = std::fs::metadata(path).map_err(io)?.len();
+        let values: usize = Self::new(0, device)?
+            .all_vars()
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum();
+        let limit = 8 + cdcgan_model::MAX_HEADER_BYTES + 4 * values as u64;
+        if len > limit {
+            return Err(Error::BadFile {
+                origin: path.display().to_string(),
+                problem: format!("{len} bytes; a classifier file is at most {limit}"),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
         Self::from_bytes(&bytes, &path.display().to_string(), device)
     }
 

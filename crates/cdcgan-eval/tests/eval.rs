@@ -250,6 +250,31 @@ fn classifier_files_round_trip_and_bad_ones_are_named() {
     );
 }
 
+#[test]
+fn an_oversized_classifier_file_is_refused_before_it_is_read() {
+    let dev = Device::Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("judge.safetensors");
+    Classifier::new(5, &dev)
+        .unwrap()
+        .save(&path, DType::F32)
+        .unwrap();
+    assert!(Classifier::load(&path, &dev).is_ok());
+    // Grown to 1 GiB (sparse: no disk is used, and nothing may read it).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let err = Classifier::load(&path, &dev).unwrap_err().to_string();
+    assert!(
+        err.contains("judge.safetensors")
+            && err.contains("1073741824 bytes; a classifier file is at most"),
+        "{err}"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
