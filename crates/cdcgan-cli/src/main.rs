@@ -14,6 +14,7 @@ use cdcgan_model::ARCH;
 use clap::{Parser, Subcommand};
 
 use cdcgan_nn::runtime;
+use cdcgan_train::Outcome;
 use generate::{InterpolateOpts, NumberOpts, SampleOpts, load_sampler};
 
 // candle allocates a fresh buffer per op; mimalloc reuses them instead of faulting in new
@@ -175,8 +176,8 @@ fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Train(args) => {
             return Ok(match train::train(&args)? {
-                train::Ended::Finished => ExitCode::SUCCESS,
-                train::Ended::Interrupted => ExitCode::from(130),
+                Outcome::Finished => ExitCode::SUCCESS,
+                Outcome::Interrupted(_) => ExitCode::from(130),
             });
         }
         Command::Sample(opts) => {

@@ -21,27 +21,20 @@ use source::{DataSource, load_split, start};
 use crate::generate::write_gif;
 use crate::watch::LiveJudge;
 
-/// Whether training ended or was interrupted (exit code 130).
-pub enum Ended {
-    /// All epochs done.
-    Finished,
-    /// Stopped by Ctrl-C after saving a checkpoint.
-    Interrupted,
-}
-
 /// A run ready to train: the run, its training split and the test split.
 type Ready = (Run, Split, Split);
 
-/// Runs `cdcgan train`.
-pub fn train(args: &TrainArgs) -> Result<Ended> {
+/// Runs `cdcgan train`: finished (also for `--print-config` and a run with nothing left to
+/// do), or interrupted by Ctrl-C after saving the checkpoint it names.
+pub fn train(args: &TrainArgs) -> Result<Outcome> {
     if args.print_config {
         print!("{}", args.effective_config()?.to_toml());
-        return Ok(Ended::Finished);
+        return Ok(Outcome::Finished);
     }
     let ready = match &args.resume {
         Some(dir) => match resumed(args, dir)? {
             Some(ready) => ready,
-            None => return Ok(Ended::Finished),
+            None => return Ok(Outcome::Finished),
         },
         None => created(args)?,
     };
@@ -60,7 +53,7 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
         .train(&split, &mut display)
         .map_err(|e| with_hint(e, &dir))?;
     display.bar.finish_and_clear();
-    match outcome {
+    match &outcome {
         Outcome::Finished => {
             let (gif, plot) = finish_files(&dir)?;
             if !args.quiet && !args.json {
@@ -71,7 +64,6 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
                     dir.display()
                 );
             }
-            Ok(Ended::Finished)
         }
         Outcome::Interrupted(path) => {
             eprintln!(
@@ -79,9 +71,9 @@ pub fn train(args: &TrainArgs) -> Result<Ended> {
                 path.display(),
                 dir.display()
             );
-            Ok(Ended::Interrupted)
         }
     }
+    Ok(outcome)
 }
 
 /// A new run from the flags. Everything that can refuse the start is checked before the run
