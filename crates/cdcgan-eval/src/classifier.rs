@@ -54,7 +54,7 @@ const SAME3: ConvConfig = ConvConfig {
     padding: 1,
 };
 
-/// The MNIST classifier; see the [module docs](self).
+/// The MNIST classifier; its architecture and training are in the [crate docs](crate).
 pub struct Classifier {
     vars: VarMap,
     conv1: Conv2d,
