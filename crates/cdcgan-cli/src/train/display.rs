@@ -78,8 +78,9 @@ impl Observer for Display {
         } else if !self.quiet {
             let quality = r.quality.map_or(String::new(), |q| {
                 format!(
-                    "\n  judged: label accuracy {:.2}%, FID {:.2} (real {:.2}, {:.2}x), narrowest \
-                     class {} at {:.3}{}",
+                    "\n  judged on {} digits (a trend; `cdcgan eval` measures on 10,000): label \
+                     accuracy {:.2}%, FID {:.2} (real {:.2}, {:.2}x), narrowest class {} at {:.3}{}",
+                    mnist_data::NUM_CLASSES * crate::watch::PER_CLASS,
                     100.0 * q.accuracy,
                     q.fid,
                     q.real_fid,
