@@ -35,6 +35,6 @@ pub use grid::{GRID_PAD, GridLayout, MAX_GRID_PIXELS, grid_image, image_size, sa
 pub use loss::bce_with_logits;
 pub use run::{
     BEST_FILE, EpochReport, EpochTimes, META_QUALITY, Observer, Outcome, Quality, Run, StepReport,
-    data_identity, latest_state,
+    data_identity, epoch_generator_path, epoch_generators, latest_state,
 };
 pub use trainer::{META_KIND, META_TRAIN, Position, StepStats, Trainer};

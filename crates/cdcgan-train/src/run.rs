@@ -412,10 +412,7 @@ impl Run {
             pos.batch = 0;
             let grid = self.write_grid(epoch + 1)?;
             time.grid = lap(&mut clock);
-            let gen_path = self
-                .dir
-                .join("checkpoints")
-                .join(format!("gen-epoch-{:03}.safetensors", epoch + 1));
+            let gen_path = epoch_generator_path(&self.dir, epoch + 1);
             let generator = self.trainer.generator_checkpoint();
             generator.save(&gen_path, candle_core::DType::F32)?;
             let judge_now = t.eval_every > 0 && (epoch + 1).is_multiple_of(t.eval_every);
@@ -543,6 +540,33 @@ impl Run {
             .map_err(io)?;
         f.write_all(line.as_bytes()).map_err(io)
     }
+}
+
+/// `checkpoints/gen-epoch-NNN.safetensors` of the run in `dir`: its generator after `epoch`.
+pub fn epoch_generator_path(dir: &Path, epoch: u32) -> PathBuf {
+    dir.join("checkpoints")
+        .join(format!("gen-epoch-{epoch:03}.safetensors"))
+}
+
+/// The per-epoch generator files of the run in `dir`, by epoch (none yet: empty).
+pub fn epoch_generators(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    let ckpt_dir = dir.join("checkpoints");
+    let entries = fs::read_dir(&ckpt_dir).map_err(|source| Error::Io {
+        path: ckpt_dir.clone(),
+        source,
+    })?;
+    let mut epochs: Vec<(u32, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?;
+            let n = name
+                .strip_prefix("gen-epoch-")?
+                .strip_suffix(".safetensors")?;
+            Some((n.parse().ok()?, p))
+        })
+        .collect();
+    epochs.sort();
+    Ok(epochs)
 }
 
 /// The newest full-state checkpoint of the run in `dir`, if any: the one `checkpoints/latest`

@@ -6,7 +6,7 @@ use candle_core::Device;
 use cdcgan_model::Checkpoint;
 use cdcgan_train::{
     EpochReport, Error, ModeSeekingSpace, Observer, Outcome, Phase, Run, StepReport, StepStats,
-    TrainConfig, latest_state,
+    TrainConfig, epoch_generator_path, epoch_generators, latest_state,
 };
 use common::{contents, patterns, tiny};
 
@@ -91,6 +91,8 @@ fn a_run_writes_checkpoints_metrics_and_grids() {
     ] {
         assert!(p.join(f).is_file(), "{f} missing");
     }
+    let generators: Vec<_> = (1..=2).map(|e| (e, epoch_generator_path(p, e))).collect();
+    assert_eq!(epoch_generators(p).unwrap(), generators);
     let metrics = std::fs::read_to_string(p.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = metrics.lines().collect();
     assert_eq!(

@@ -12,26 +12,14 @@ use super::report::{min_max, pct};
 use crate::generate::{labelled_set, load_sampler, per_class_labels};
 use crate::plot::{Panel, Series, render};
 
-/// The `gen-epoch-NNN.safetensors` files of a run directory, by epoch.
+/// The `gen-epoch-NNN.safetensors` files of a run directory, by epoch; none is an error.
 pub fn run_epochs(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
-    let ckpt_dir = dir.join("checkpoints");
-    let entries = std::fs::read_dir(&ckpt_dir)
-        .with_context(|| format!("cannot list {} (not a run directory?)", ckpt_dir.display()))?;
-    let mut epochs: Vec<(u32, PathBuf)> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter_map(|p| {
-            let name = p.file_name()?.to_str()?;
-            let n = name
-                .strip_prefix("gen-epoch-")?
-                .strip_suffix(".safetensors")?;
-            Some((n.parse().ok()?, p))
-        })
-        .collect();
-    epochs.sort();
+    let epochs = cdcgan_train::epoch_generators(dir)
+        .with_context(|| format!("{}: not a run directory", dir.display()))?;
     if epochs.is_empty() {
         bail!(
             "{} holds no gen-epoch-NNN.safetensors files",
-            ckpt_dir.display()
+            dir.join("checkpoints").display()
         );
     }
     Ok(epochs)
