@@ -21,7 +21,7 @@ enum Task {
     /// Example: cargo xtask fetch-mnist --from ../shared/mnist
     FetchMnist {
         /// Where to write the files.
-        #[arg(long, default_value = mnist_data::DEFAULT_DIR)]
+        #[arg(long, default_value = "data/mnist")]
         dir: PathBuf,
         /// Copy from this local folder instead of downloading (raw or .gz files).
         #[arg(long, conflicts_with = "mirror")]

@@ -114,10 +114,23 @@ enum Command {
     },
 }
 
-/// Loads MNIST from `--data` (else $MNIST_DIR, else data/mnist). mnist-data's errors name the
-/// missing or bad file and the directory; a missing file also gets the way to fetch it.
+/// The directory `cargo xtask fetch-mnist` fills by default, and where MNIST is looked for
+/// when neither `--data` nor `MNIST_DIR` says otherwise.
+pub const DEFAULT_MNIST_DIR: &str = "data/mnist";
+
+/// Where to look for MNIST: `explicit` (a `--data` flag), else `$MNIST_DIR`, else
+/// [`DEFAULT_MNIST_DIR`].
+pub fn mnist_dir(explicit: Option<&std::path::Path>) -> PathBuf {
+    explicit
+        .map(std::path::Path::to_owned)
+        .or_else(|| std::env::var_os("MNIST_DIR").map(Into::into))
+        .unwrap_or_else(|| DEFAULT_MNIST_DIR.into())
+}
+
+/// Loads MNIST from [`mnist_dir`]. mnist-data's errors name the missing or bad file and the
+/// directory; a missing file also gets the way to fetch it.
 pub fn load_mnist(data: Option<&std::path::Path>) -> Result<mnist_data::Mnist> {
-    mnist_data::Mnist::load(mnist_data::resolve_dir(data)).map_err(|e| match e {
+    mnist_data::Mnist::load(mnist_dir(data)).map_err(|e| match e {
         mnist_data::Error::Missing { .. } => anyhow::anyhow!(
             "{e}; get the data with `cargo xtask fetch-mnist` or point --data / MNIST_DIR at it"
         ),
@@ -237,5 +250,16 @@ fn main() -> ExitCode {
             eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_mnist_dir_wins() {
+        let dir = std::path::Path::new("/x");
+        assert_eq!(mnist_dir(Some(dir)), PathBuf::from("/x"));
     }
 }

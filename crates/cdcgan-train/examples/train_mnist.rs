@@ -47,7 +47,12 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let data = mnist_data::resolve_dir(args.next().map(PathBuf::from).as_deref());
+    // The MNIST directory: the first argument, else $MNIST_DIR, else data/mnist.
+    let data = args
+        .next()
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("MNIST_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data/mnist"));
     let out = PathBuf::from(args.next().unwrap_or_else(|| "runs/example".into()));
     let epochs: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
     let mnist = mnist_data::Mnist::load(&data)?;

@@ -49,19 +49,6 @@ pub const MNIST_FILES: [MnistFile; 4] = [
     },
 ];
 
-/// The environment variable naming the MNIST directory when no explicit one is given.
-pub const MNIST_DIR_ENV: &str = "MNIST_DIR";
-/// The directory used when neither an explicit one nor `MNIST_DIR` is given.
-pub const DEFAULT_DIR: &str = "data/mnist";
-
-/// Where to look for MNIST: `explicit` (a `--data` flag), else `$MNIST_DIR`, else `data/mnist`.
-pub fn resolve_dir(explicit: Option<&Path>) -> PathBuf {
-    explicit
-        .map(Path::to_owned)
-        .or_else(|| std::env::var_os(MNIST_DIR_ENV).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
-}
-
 impl MnistFile {
     /// The first existing file for this entry in `dir`: the canonical or the alternative
     /// spelling, raw or with `.gz`.
@@ -341,10 +328,5 @@ mod tests {
             .unwrap();
         let msg = Split::read(&images, &labels).unwrap_err().to_string();
         assert!(msg.contains("1 images but 2 labels"), "{msg}");
-    }
-
-    #[test]
-    fn resolve_dir_prefers_the_explicit_one() {
-        assert_eq!(resolve_dir(Some(Path::new("/x"))), PathBuf::from("/x"));
     }
 }

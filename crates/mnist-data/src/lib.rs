@@ -27,9 +27,6 @@ mod error;
 mod idx;
 
 pub use batch::{Batcher, Batches, pixel_to_signed, signed_to_pixel};
-pub use dataset::{
-    DEFAULT_DIR, IMAGE_PIXELS, IMAGE_SIDE, MNIST_DIR_ENV, MNIST_FILES, Mnist, MnistFile,
-    NUM_CLASSES, Split, resolve_dir,
-};
+pub use dataset::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_FILES, Mnist, MnistFile, NUM_CLASSES, Split};
 pub use error::{DataError, Error, FormatError, Result};
 pub use idx::{AtomicFile, Compression, IdxArray, IdxDtype, write_atomic};

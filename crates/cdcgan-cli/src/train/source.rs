@@ -48,7 +48,7 @@ pub fn load_split(
         Some(n) => mnist.train.take(n),
         None => mnist.train,
     };
-    let dir = mnist_data::resolve_dir(data.as_deref());
+    let dir = crate::mnist_dir(data.as_deref());
     let source = DataSource {
         dir: Some(std::fs::canonicalize(&dir).unwrap_or(dir)),
         limit,
