@@ -231,11 +231,8 @@ impl Classifier {
             source,
         };
         let len = std::fs::metadata(path).map_err(io)?.len();
-        let values: usize = Self::new(0, device)?
-            .all_vars()
-            .iter()
-            .map(|(_, v)| v.elem_count())
-            .sum();
+        let net = Self::new(0, device)?;
+        let values: usize = net.all_vars().iter().map(|(_, v)| v.elem_count()).sum();
         let limit = 8 + cdcgan_model::MAX_HEADER_BYTES + 4 * values as u64;
         if len > limit {
             return Err(Error::BadFile {
@@ -244,12 +241,17 @@ impl Classifier {
             });
         }
         let bytes = std::fs::read(path).map_err(io)?;
-        Self::from_bytes(&bytes, &path.display().to_string(), device)
+        net.read_bytes(&bytes, &path.display().to_string())
     }
 
     /// Parses safetensors bytes written by [`Classifier::to_bytes`]; checks the architecture
     /// tag and every tensor's name and shape before using any of them.
     pub fn from_bytes(bytes: &[u8], origin: &str, device: &Device) -> Result<Self> {
+        Self::new(0, device)?.read_bytes(bytes, origin)
+    }
+
+    /// [`Classifier::from_bytes`] into this network's variables.
+    fn read_bytes(mut self, bytes: &[u8], origin: &str) -> Result<Self> {
         let bad = |problem: String| Error::BadFile {
             origin: origin.to_owned(),
             problem,
@@ -278,8 +280,7 @@ impl Classifier {
             }
         }
         let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
-        let mut net = Self::new(0, device)?;
-        let vars = net.all_vars();
+        let vars = self.all_vars();
         for name in st.names() {
             if !vars.iter().any(|(n, _)| n == name) {
                 return Err(bad(format!("unexpected tensor `{name}`")));
@@ -303,13 +304,13 @@ impl Classifier {
                     view.dtype()
                 )));
             }
-            values.push(candle_core::safetensors::Load::load(&view, device)?);
+            values.push(candle_core::safetensors::Load::load(&view, var.device())?);
         }
         for ((_, var), t) in vars.iter().zip(values) {
             var.set(&t.to_dtype(DType::F32)?)?;
         }
-        net.record = record;
-        Ok(net)
+        self.record = record;
+        Ok(self)
     }
 }
 

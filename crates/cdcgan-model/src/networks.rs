@@ -298,10 +298,7 @@ impl Discriminator {
             stride,
             padding,
         )?;
-        let per_class = match self.conv1.bias() {
-            Some(b) => kernels::add_bias(&per_class, b)?,
-            None => per_class,
-        };
+        let per_class = layers::bias_act(&per_class, self.conv1.bias(), Activation::Identity)?;
         let h = kernels::gather_add_act(&image_part, &per_class, &labels, LEAKY)?;
         let conv2 = Conv2d::new(
             self.weight(self.conv2.weight(), |sn| Some(&sn.conv2), train)?,

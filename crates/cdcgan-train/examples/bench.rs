@@ -53,26 +53,21 @@ fn parse() -> Res<Args> {
             "--stock" => args.stock = true,
             "--layers" => args.layers = true,
             "--steps" => args.steps = it.next().ok_or("--steps needs a value")?.parse()?,
-            "--batches" => {
-                args.batches = it
-                    .next()
-                    .ok_or("--batches needs a value")?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            "--recipes" => {
-                args.recipes = it
-                    .next()
-                    .ok_or("--recipes needs a value")?
-                    .split(',')
-                    .map(str::to_owned)
-                    .collect()
-            }
+            "--batches" => args.batches = list(it.next(), "--batches")?,
+            "--recipes" => args.recipes = list(it.next(), "--recipes")?,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     Ok(args)
+}
+
+/// The comma-separated values given to `flag`.
+fn list<T: std::str::FromStr>(value: Option<String>, flag: &str) -> Res<Vec<T>>
+where
+    T::Err: std::error::Error + 'static,
+{
+    let value = value.ok_or(format!("{flag} needs a value"))?;
+    Ok(value.split(',').map(str::parse).collect::<Result<_, _>>()?)
 }
 
 /// Median seconds of `reps` runs of `f` after `warm` unmeasured ones.

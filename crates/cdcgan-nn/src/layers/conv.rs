@@ -77,10 +77,7 @@ impl Conv2d {
     /// no BatchNorm after it).
     pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
         let y = kernels::conv2d(x, &self.weight, self.config.stride, self.config.padding)?;
-        match &self.bias {
-            Some(b) => kernels::add_bias_act(&y, b, act),
-            None => act.stock(&y),
-        }
+        bias_act(&y, self.bias.as_ref(), act)
     }
 }
 
@@ -117,15 +114,16 @@ impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let ConvConfig { stride, padding } = self.config;
         let y = kernels::conv_transpose2d(x, &self.weight, stride, padding, 0)?;
-        add_bias(y, self.bias.as_ref())
+        bias_act(&y, self.bias.as_ref(), Activation::Identity)
     }
 }
 
-/// `y` plus the per-channel `bias`, if there is one.
-fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+/// `act(y + bias)` per channel of `y [n, c, ...]`, with the bias left out where there is none:
+/// what a convolution layer applies after its kernel, in one pass.
+pub fn bias_act(y: &Tensor, bias: Option<&Tensor>, act: Activation) -> Result<Tensor> {
     match bias {
-        None => Ok(y),
-        Some(b) => Ok(kernels::add_bias(&y, b)?),
+        Some(b) => kernels::add_bias_act(y, b, act),
+        None => act.stock(y),
     }
 }
 

@@ -32,8 +32,8 @@ pub mod norm;
 pub mod spectral;
 
 pub use conv::{
-    Conv2d, ConvConfig, ConvTranspose2d, conv_transpose2d, conv_transpose2d_no_bias, conv2d,
-    conv2d_no_bias,
+    Conv2d, ConvConfig, ConvTranspose2d, bias_act, conv_transpose2d, conv_transpose2d_no_bias,
+    conv2d, conv2d_no_bias,
 };
 pub use norm::{BatchNorm, ClassBatchNorm, batch_norm, class_batch_norm};
 pub use spectral::{SpectralNorm, spectral_norm};
