@@ -3,6 +3,7 @@
 use cdcgan_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::augment::DiffAugment;
 use crate::error::{Error, Result};
 
 /// Optimizer and loop settings.
@@ -35,6 +36,9 @@ pub struct TrainConfig {
     /// Where the mode-seeking term measures `|G(z1,y) - G(z2,y)|`: in pixels (MSGAN's
     /// choice) or in the discriminator's features.
     pub mode_seeking_space: ModeSeekingSpace,
+    /// Differentiable augmentation of everything D sees, real and generated, in both steps
+    /// (DiffAugment): `off`, `translation`, `cutout` or `translation-cutout`.
+    pub diff_augment: DiffAugment,
     /// Clip every discriminator parameter to `[-clip, clip]` after each D step (the WGAN-style
     /// variant); 0 turns clipping off.
     pub clip: f64,
@@ -66,6 +70,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             mode_seeking: 0.0,
             mode_seeking_space: ModeSeekingSpace::Pixels,
+            diff_augment: DiffAugment::Off,
             clip: 0.0,
             ema_decay: 0.999,
             seed: 0,
@@ -199,6 +204,9 @@ pub struct Phase {
     /// Where the mode-seeking term measures distances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode_seeking_space: Option<ModeSeekingSpace>,
+    /// Differentiable augmentation of D's inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_augment: Option<DiffAugment>,
     /// Weight clipping of D.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<f64>,
@@ -217,6 +225,7 @@ impl Phase {
         t.label_smoothing = self.label_smoothing.unwrap_or(t.label_smoothing);
         t.mode_seeking = self.mode_seeking.unwrap_or(t.mode_seeking);
         t.mode_seeking_space = self.mode_seeking_space.unwrap_or(t.mode_seeking_space);
+        t.diff_augment = self.diff_augment.unwrap_or(t.diff_augment);
         t.clip = self.clip.unwrap_or(t.clip);
         t
     }
@@ -459,7 +468,7 @@ mod tests {
     fn phases_round_trip_as_tables_and_apply_only_their_fields() {
         let text = "[train]\nepochs = 19\n\n[[phase]]\nfrom_epoch = 13\nlr = 5e-5\n\n\
                     [[phase]]\nfrom_epoch = 16\nlr_g = 1e-4\nmode_seeking = 0.5\n\
-                    mode_seeking_space = \"disc-features\"\n";
+                    mode_seeking_space = \"disc-features\"\ndiff_augment = \"cutout\"\n";
         let c = RunConfig::from_toml(text).unwrap();
         assert_eq!(c.phases.len(), 2);
         c.validate().unwrap();
@@ -476,6 +485,7 @@ mod tests {
         let t = c.entering(16, t);
         assert_eq!((t.lr_g, t.lr_d, t.mode_seeking), (1e-4, 5e-5, 0.5));
         assert_eq!(t.mode_seeking_space, ModeSeekingSpace::DiscFeatures);
+        assert_eq!(t.diff_augment, DiffAugment::Cutout);
         assert_eq!(t.batch_size, c.train.batch_size);
         assert_eq!(c.entering(14, c.train), c.train);
         assert!(RunConfig::from_toml("[[phase]]\nfrom_epoch = 2\nbatch_size = 8\n").is_err());

@@ -20,6 +20,7 @@
 //! - [`RunConfig`]: model, settings and [`Phase`]s (settings changed from an epoch on).
 //! - [`Observer`]: progress callbacks; the library prints nothing.
 
+mod augment;
 mod config;
 mod error;
 mod grid;
@@ -27,6 +28,7 @@ mod loss;
 mod run;
 mod trainer;
 
+pub use augment::DiffAugment;
 pub use config::{
     MAX_GRID_PER_CLASS, MEMORY_BUDGET, ModeSeekingSpace, Phase, Preset, RunConfig, TrainConfig,
 };

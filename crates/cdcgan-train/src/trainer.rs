@@ -293,19 +293,23 @@ impl Trainer {
         for _ in 0..t.d_steps {
             let z = noise(&mut self.rng, b, self.config.model.z_dim, &self.device)?;
             let f = g.forward_t(&z, &fake_labels, true)?;
+            let aug = t.diff_augment;
             let (d_real, d_fake) = if d.per_example() {
                 // One pass over reals and fakes together (BigGAN's D step): the same logits,
                 // half the passes, and one spectral-norm step per update as in SN-GAN.
+                let both = Tensor::cat(&[images, &f.detach()], 0)?;
                 let both = d.forward_t(
-                    &Tensor::cat(&[images, &f.detach()], 0)?,
+                    &aug.apply(&both, &mut self.rng)?,
                     &Tensor::cat(&[labels, &fake_labels], 0)?,
                     true,
                 )?;
                 (both.narrow(0, 0, b)?, both.narrow(0, b, b)?)
             } else {
+                let real = aug.apply(images, &mut self.rng)?;
+                let fake = aug.apply(&f.detach(), &mut self.rng)?;
                 (
-                    d.forward_t(images, labels, true)?,
-                    d.forward_t(&f.detach(), &fake_labels, true)?,
+                    d.forward_t(&real, labels, true)?,
+                    d.forward_t(&fake, &fake_labels, true)?,
                 )
             };
             let loss = (bce_with_logits(&d_real, real_target)? + bce_with_logits(&d_fake, 0.0)?)?;
@@ -323,7 +327,8 @@ impl Trainer {
         }
         let (z, fake) = fake.ok_or_else(|| Error::Config("d_steps must be at least 1".into()))?;
         // D's weights are frozen here: the G step needs gradients through D, not of it.
-        let (logit, features) = d.frozen().forward_features_t(&fake, &fake_labels, true)?;
+        let seen = t.diff_augment.apply(&fake, &mut self.rng)?;
+        let (logit, features) = d.frozen().forward_features_t(&seen, &fake_labels, true)?;
         let mut g_loss = bce_with_logits(&logit, 1.0)?;
         stats.g_loss = scalar(&g_loss)?;
         if t.mode_seeking > 0.0 && pairs > 0 {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cdcgan_model::LabelInput;
-use cdcgan_train::{ModeSeekingSpace, Preset, RunConfig};
+use cdcgan_train::{DiffAugment, ModeSeekingSpace, Preset, RunConfig};
 use clap::Args;
 
 /// Flags of `cdcgan train`; every knob of the config file has one, and a flag wins over the file.
@@ -84,6 +84,10 @@ pub struct TrainArgs {
     /// Where the mode-seeking term measures distances: pixels or disc-features.
     #[arg(long, value_name = "SPACE", help_heading = "Training")]
     pub mode_seeking_space: Option<ModeSeekingSpace>,
+    /// Differentiable augmentation of what D sees, real and generated (DiffAugment): off,
+    /// translation, cutout or translation-cutout.
+    #[arg(long, value_name = "POLICY", help_heading = "Training")]
+    pub diff_augment: Option<DiffAugment>,
     /// Clip D's weights to [-C, C] after each D step (0 = off).
     #[arg(long, value_name = "C", help_heading = "Training")]
     pub clip: Option<f64>,
@@ -159,7 +163,7 @@ impl TrainArgs {
         }
         let t = &mut c.train;
         set!(t; epochs, batch_size, beta1, beta2, eps, d_steps, label_smoothing, mode_seeking);
-        set!(t; mode_seeking_space, clip, ema_decay, seed, log_every, grid_per_class, eval_every);
+        set!(t; mode_seeking_space, diff_augment, clip, ema_decay, seed, log_every, grid_per_class, eval_every);
         if let Some(lr) = self.lr {
             (t.lr_g, t.lr_d) = (lr, lr);
         }

@@ -110,6 +110,7 @@ fn resumed(args: &TrainArgs, dir: &Path) -> Result<Option<Ready>> {
         label_smoothing: args.label_smoothing,
         mode_seeking: args.mode_seeking,
         mode_seeking_space: args.mode_seeking_space,
+        diff_augment: args.diff_augment,
         clip: args.clip,
     };
     let mut t = change.apply(run.trainer().config().train);
