@@ -1,235 +1,16 @@
-//! Training configuration: one serde struct shared by the CLI flags and config files.
+//! A run's whole configuration ([`RunConfig`]: model, training settings, schedule), the
+//! named [`Preset`]s it starts from, and config files.
 
 use cdcgan_model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::DiffAugment;
 use crate::error::{Error, Result};
-
-/// Optimizer and loop settings.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Passes over the training set.
-    pub epochs: u32,
-    /// Examples per batch (the last partial batch of an epoch is dropped). The default, 32,
-    /// reaches 98.3% label accuracy after 3 epochs where 128 reaches 86.7% (docs/results.md).
-    pub batch_size: usize,
-    /// Generator learning rate.
-    pub lr_g: f64,
-    /// Discriminator learning rate.
-    pub lr_d: f64,
-    /// Adam beta1.
-    pub beta1: f64,
-    /// Adam beta2.
-    pub beta2: f64,
-    /// Adam epsilon.
-    pub eps: f64,
-    /// Discriminator steps per generator step.
-    pub d_steps: u32,
-    /// One-sided label smoothing: real targets are `1 - label_smoothing`.
-    pub label_smoothing: f64,
-    /// Weight of the mode-seeking term (MSGAN, Mao et al. 2019) in G's loss, 0 = off: half of
-    /// each fake batch repeats the other half's labels with fresh noise, and G is pushed to
-    /// keep `mean|G(z1,y) - G(z2,y)| / mean|z1 - z2|` large, against within-class collapse.
-    pub mode_seeking: f64,
-    /// Where the mode-seeking term measures `|G(z1,y) - G(z2,y)|`: in pixels (MSGAN's
-    /// choice) or in the discriminator's features.
-    pub mode_seeking_space: ModeSeekingSpace,
-    /// Differentiable augmentation of everything D sees, real and generated, in both steps
-    /// (DiffAugment): `off`, `translation`, `cutout` or `translation-cutout`.
-    pub diff_augment: DiffAugment,
-    /// Clip every discriminator parameter to `[-clip, clip]` after each D step (the WGAN-style
-    /// variant); 0 turns clipping off.
-    pub clip: f64,
-    /// Decay of the exponential moving average of G's weights; 0 turns EMA off.
-    pub ema_decay: f64,
-    /// Seed for initialisation, noise and data order.
-    pub seed: u64,
-    /// Steps between metrics records.
-    pub log_every: u64,
-    /// Columns of the per-epoch sample grid (one row per class).
-    pub grid_per_class: usize,
-    /// Epochs between quality measurements of the sampling generator (label accuracy, FID,
-    /// the narrowest class), made by the [`Observer`](crate::Observer) and kept in
-    /// `metrics.csv`; the best by FID is kept as `checkpoints/best.safetensors`. 0 = never.
-    pub eval_every: u32,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 20,
-            batch_size: 32,
-            lr_g: 2e-4,
-            lr_d: 2e-4,
-            beta1: 0.5,
-            beta2: 0.999,
-            eps: 1e-8,
-            d_steps: 1,
-            label_smoothing: 0.0,
-            mode_seeking: 0.0,
-            mode_seeking_space: ModeSeekingSpace::Pixels,
-            diff_augment: DiffAugment::Off,
-            clip: 0.0,
-            ema_decay: 0.999,
-            seed: 0,
-            log_every: 50,
-            grid_per_class: 8,
-            eval_every: 1,
-        }
-    }
-}
-
-/// The space in which the mode-seeking term measures how far apart two images are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModeSeekingSpace {
-    /// Mean absolute pixel difference (MSGAN).
-    #[default]
-    Pixels,
-    /// Mean absolute difference of D's features (the flattened `conv2` output after BatchNorm
-    /// and LeakyReLU, with D's weights frozen), which change with a digit's shape and stroke
-    /// more than with single pixels.
-    DiscFeatures,
-}
-
-impl std::fmt::Display for ModeSeekingSpace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Pixels => "pixels",
-            Self::DiscFeatures => "disc-features",
-        })
-    }
-}
-
-impl std::str::FromStr for ModeSeekingSpace {
-    type Err = Error;
-
-    /// `pixels` or `disc-features`, read by the same serde names as a config file.
-    fn from_str(s: &str) -> Result<Self> {
-        use serde::de::IntoDeserializer;
-        let text: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
-            s.into_deserializer();
-        Self::deserialize(text).map_err(|e| Error::Config(format!("mode_seeking_space: {e}")))
-    }
-}
+use crate::settings::{Phase, TrainConfig, Tuning};
 
 /// The memory a training run may plan for: [`RunConfig::validate`] refuses a model and batch
 /// size whose [`RunConfig::estimated_bytes`] exceed it (at the default widths, batches up to
 /// about 4,500).
 pub const MEMORY_BUDGET: u64 = 8 << 30;
-
-/// The most digits per class an epoch grid may show (`grid_per_class`): the grid's digits
-/// are generated in one pass, so this bounds its memory (about 100 MB at the default width).
-pub const MAX_GRID_PER_CLASS: usize = 100;
-
-impl TrainConfig {
-    /// Checks every value's range.
-    pub fn validate(&self) -> Result<()> {
-        let fail = |m: &str| Err(Error::Config(m.to_owned()));
-        if self.batch_size < 2 {
-            return fail("batch_size must be at least 2 (BatchNorm needs a batch)");
-        }
-        let positive = |x: f64| x.is_finite() && x > 0.0;
-        if !(positive(self.lr_g) && positive(self.lr_d)) {
-            return fail("learning rates must be positive");
-        }
-        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return fail("beta1 and beta2 must be in [0, 1)");
-        }
-        if !positive(self.eps) {
-            return fail("eps must be positive");
-        }
-        if self.d_steps == 0 {
-            return fail("d_steps must be at least 1");
-        }
-        if !(0.0..0.5).contains(&self.label_smoothing) {
-            return fail("label_smoothing must be in [0, 0.5)");
-        }
-        if !(self.mode_seeking >= 0.0 && self.mode_seeking.is_finite()) {
-            return fail("mode_seeking must be 0 (off) or positive");
-        }
-        if !(self.clip >= 0.0 && self.clip.is_finite()) {
-            return fail("clip must be 0 (off) or positive");
-        }
-        if !(0.0..1.0).contains(&self.ema_decay) {
-            return fail("ema_decay must be in [0, 1)");
-        }
-        if self.epochs == 0 {
-            return fail("epochs must be at least 1");
-        }
-        if self.log_every == 0 || self.grid_per_class == 0 {
-            return fail("log_every and grid_per_class must be at least 1");
-        }
-        if self.grid_per_class > MAX_GRID_PER_CLASS {
-            return Err(Error::Config(format!(
-                "grid_per_class is {}, at most {MAX_GRID_PER_CLASS} (the epoch grid is drawn in \
-                 one pass: {} digits)",
-                self.grid_per_class,
-                MAX_GRID_PER_CLASS * 10
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// A change of the training settings from one epoch on: a `[[phase]]` table of a config file.
-/// It may change what `cdcgan train --resume` may (the rates and the loss knobs); a field left
-/// out keeps its value. The shipped generator's recipe, a constant rate, two cuts, then a
-/// fine-tune with mode seeking, is three phases.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Phase {
-    /// The first epoch (counted from 1, as the progress shows it) trained with this change.
-    pub from_epoch: u32,
-    /// Both learning rates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lr: Option<f64>,
-    /// Generator learning rate (after `lr`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lr_g: Option<f64>,
-    /// Discriminator learning rate (after `lr`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lr_d: Option<f64>,
-    /// Discriminator steps per generator step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub d_steps: Option<u32>,
-    /// One-sided label smoothing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_smoothing: Option<f64>,
-    /// Weight of the mode-seeking term.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode_seeking: Option<f64>,
-    /// Where the mode-seeking term measures distances.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode_seeking_space: Option<ModeSeekingSpace>,
-    /// Differentiable augmentation of D's inputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diff_augment: Option<DiffAugment>,
-    /// Weight clipping of D.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clip: Option<f64>,
-}
-
-impl Phase {
-    /// `train` with this phase's changes.
-    pub fn apply(&self, train: TrainConfig) -> TrainConfig {
-        let mut t = train;
-        if let Some(lr) = self.lr {
-            (t.lr_g, t.lr_d) = (lr, lr);
-        }
-        t.lr_g = self.lr_g.unwrap_or(t.lr_g);
-        t.lr_d = self.lr_d.unwrap_or(t.lr_d);
-        t.d_steps = self.d_steps.unwrap_or(t.d_steps);
-        t.label_smoothing = self.label_smoothing.unwrap_or(t.label_smoothing);
-        t.mode_seeking = self.mode_seeking.unwrap_or(t.mode_seeking);
-        t.mode_seeking_space = self.mode_seeking_space.unwrap_or(t.mode_seeking_space);
-        t.diff_augment = self.diff_augment.unwrap_or(t.diff_augment);
-        t.clip = self.clip.unwrap_or(t.clip);
-        t
-    }
-}
 
 /// A named recipe a run starts from: `cdcgan train --preset` and a config file's `preset`
 /// key; every setting a file or flag leaves out comes from it.
@@ -272,8 +53,10 @@ impl Preset {
                 },
                 phases: vec![Phase {
                     from_epoch: 10,
-                    lr: Some(5e-5),
-                    ..Phase::default()
+                    set: Tuning {
+                        lr: Some(5e-5),
+                        ..Tuning::default()
+                    },
                 }],
             },
         }
@@ -450,6 +233,8 @@ fn validate_phases(phases: &[Phase], train: TrainConfig) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::augment::DiffAugment;
+    use crate::settings::{MAX_GRID_PER_CLASS, ModeSeekingSpace};
 
     #[test]
     fn toml_round_trip_and_defaults() {

@@ -26,12 +26,11 @@ mod error;
 mod grid;
 mod loss;
 mod run;
+mod settings;
 mod trainer;
 
 pub use augment::DiffAugment;
-pub use config::{
-    MAX_GRID_PER_CLASS, MEMORY_BUDGET, ModeSeekingSpace, Phase, Preset, RunConfig, TrainConfig,
-};
+pub use config::{MEMORY_BUDGET, Preset, RunConfig};
 pub use error::{Error, Result};
 pub use grid::{GRID_PAD, GridLayout, MAX_GRID_PIXELS, grid_image, image_size, save_png};
 pub use loss::bce_with_logits;
@@ -39,4 +38,7 @@ pub use run::{
     BEST_FILE, EpochReport, EpochTimes, META_QUALITY, Observer, Outcome, Quality, Run, StepReport,
     data_identity, epoch_generator_path, epoch_generators, latest_state,
 };
+#[cfg(feature = "clap")]
+pub use settings::{FixedFlags, TrainFlags};
+pub use settings::{MAX_GRID_PER_CLASS, ModeSeekingSpace, Phase, TrainConfig, Tuning};
 pub use trainer::{META_KIND, META_TRAIN, Position, StepStats, Trainer};

@@ -29,9 +29,10 @@ use mnist_data::{Batcher, NUM_CLASSES, Split};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{RunConfig, TrainConfig};
+use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::grid::{grid_image, save_png};
+use crate::settings::TrainConfig;
 use crate::trainer::{Position, StepStats, Trainer};
 
 const CONFIG_FILE: &str = "config.toml";

@@ -9,9 +9,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ModeSeekingSpace, RunConfig, TrainConfig};
+use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::loss::bce_with_logits;
+use crate::settings::{ModeSeekingSpace, TrainConfig, Tuning};
 
 /// Metadata key of the training config (JSON).
 pub const META_TRAIN: &str = meta::TRAIN;
@@ -214,32 +215,20 @@ impl Trainer {
         &self.config
     }
 
-    /// Continues under `train`, which may differ from the current settings in the schedule
-    /// and the objective only: `epochs` (extend or shorten), the learning rates (Adam's moments
-    /// are kept), `d_steps`, `label_smoothing`, `mode_seeking` (and its space), `clip` and
-    /// `log_every`. The rest (batch size, seed, Adam's betas and epsilon, the EMA, the grid)
-    /// shapes the saved state or the data order, so a change there is an error.
+    /// Continues under `train`, which may differ from the current settings in `epochs`
+    /// (extend or shorten) and in what a schedule may change ([`Tuning::FIELDS`]; Adam's
+    /// moments are kept). The rest (batch size, seed, Adam's betas and epsilon, the EMA, the
+    /// grid) shapes the saved state or the data order, so a change there is an error that
+    /// names it.
     pub fn retune(&mut self, train: TrainConfig) -> Result<()> {
         train.validate()?;
-        let now = self.config.train;
-        let fixed = |t: TrainConfig| {
-            (
-                t.batch_size,
-                t.seed,
-                t.beta1,
-                t.beta2,
-                t.eps,
-                t.ema_decay,
-                t.grid_per_class,
-            )
-        };
-        if fixed(train) != fixed(now) {
-            return Err(Error::Config(
-                "a run continues with its batch size, seed, Adam betas and epsilon, EMA decay \
-                 and grid; only the epochs, learning rates, d_steps, label smoothing, mode \
-                 seeking, clipping, log interval and eval interval may change"
-                    .into(),
-            ));
+        let changed = self.config.train.fixed_changes(&train);
+        if !changed.is_empty() {
+            return Err(Error::Config(format!(
+                "a run keeps its {} for life; only epochs and {} may change",
+                changed.join(", "),
+                Tuning::FIELDS.join(", ")
+            )));
         }
         self.config.train = train;
         self.opt_g.set_lr(train.lr_g);

@@ -6,7 +6,7 @@ use candle_core::Device;
 use cdcgan_model::Checkpoint;
 use cdcgan_train::{
     EpochReport, Error, ModeSeekingSpace, Observer, Outcome, Phase, Run, StepReport, StepStats,
-    TrainConfig, epoch_generator_path, epoch_generators, latest_state,
+    TrainConfig, Tuning, epoch_generator_path, epoch_generators, latest_state,
 };
 use common::{contents, patterns, tiny};
 
@@ -413,14 +413,11 @@ fn a_non_finite_parameter_stops_training_and_keeps_the_last_good_checkpoint() {
     let mut train = run.trainer().config().train;
     let wider = TrainConfig {
         batch_size: train.batch_size + 1,
+        seed: train.seed + 1,
         ..train
     };
-    assert!(
-        run.retune(wider)
-            .unwrap_err()
-            .to_string()
-            .contains("batch size")
-    );
+    let err = run.retune(wider).unwrap_err().to_string();
+    assert!(err.contains("keeps its batch_size, seed for life"), "{err}");
     train.epochs = 2;
     run.retune(train).unwrap();
     let err = run.train(&data, &mut ()).unwrap_err();
@@ -467,9 +464,11 @@ fn a_phase_is_the_same_as_resuming_with_the_new_settings_and_resumes_exactly() {
     let mut phased = tiny(3, 8);
     phased.phases = vec![Phase {
         from_epoch: 2,
-        lr: Some(5e-5),
-        mode_seeking: Some(0.5),
-        ..Phase::default()
+        set: Tuning {
+            lr: Some(5e-5),
+            mode_seeking: Some(0.5),
+            ..Tuning::default()
+        },
     }];
     let dir = tempfile::tempdir().unwrap();
     let mut run = Run::create(dir.path(), phased.clone(), &Device::Cpu).unwrap();
@@ -504,8 +503,10 @@ fn a_phase_is_the_same_as_resuming_with_the_new_settings_and_resumes_exactly() {
 fn a_schedule_out_of_order_or_with_a_bad_value_is_refused() {
     let phase = |from_epoch, mode_seeking| Phase {
         from_epoch,
-        mode_seeking: Some(mode_seeking),
-        ..Phase::default()
+        set: Tuning {
+            mode_seeking: Some(mode_seeking),
+            ..Tuning::default()
+        },
     };
     let mut cfg = tiny(3, 8);
     for (phases, wanted) in [

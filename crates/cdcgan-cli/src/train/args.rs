@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cdcgan_model::LabelInput;
-use cdcgan_train::{DiffAugment, ModeSeekingSpace, Preset, RunConfig};
+use cdcgan_train::{Preset, RunConfig, TrainFlags};
 use clap::Args;
 
 /// Flags of `cdcgan train`; every knob of the config file has one, and a flag wins over the file.
@@ -21,9 +21,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", default_value = "runs/latest")]
     pub out: PathBuf,
     /// Continue the interrupted run in RUN_DIR exactly (its config is used; --epochs may
-    /// extend or shorten it; the learning rates, --d-steps, --label-smoothing,
-    /// --mode-seeking(-space), --clip and --log-every may change from here on).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config"])]
+    /// extend or shorten it, and the flags a `[[phase]]` may set, from --lr to --eval-every,
+    /// change it from here on).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config", "FixedFlags"])]
     pub resume: Option<PathBuf>,
     /// A TOML config file (see --print-config for every field): its `preset` (default sngan)
     /// with the file's settings over it; `[[phase]]` tables change the rates and loss knobs
@@ -48,66 +48,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub profile: bool,
 
-    /// Passes over the training set.
-    #[arg(long, help_heading = "Training")]
-    pub epochs: Option<u32>,
-    /// Examples per batch.
-    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
-    pub batch_size: Option<usize>,
-    /// Learning rate of both networks (see --lr-g, --lr-d).
-    #[arg(long, help_heading = "Training")]
-    pub lr: Option<f64>,
-    /// Generator learning rate.
-    #[arg(long, help_heading = "Training")]
-    pub lr_g: Option<f64>,
-    /// Discriminator learning rate.
-    #[arg(long, help_heading = "Training")]
-    pub lr_d: Option<f64>,
-    /// Adam beta1.
-    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
-    pub beta1: Option<f64>,
-    /// Adam beta2.
-    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
-    pub beta2: Option<f64>,
-    /// Adam epsilon.
-    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
-    pub eps: Option<f64>,
-    /// Discriminator steps per generator step.
-    #[arg(long, help_heading = "Training")]
-    pub d_steps: Option<u32>,
-    /// One-sided label smoothing of real targets.
-    #[arg(long, help_heading = "Training")]
-    pub label_smoothing: Option<f64>,
-    /// Weight of the mode-seeking term against within-class collapse (0 = off).
-    #[arg(long, value_name = "W", help_heading = "Training")]
-    pub mode_seeking: Option<f64>,
-    /// Where the mode-seeking term measures distances: pixels or disc-features.
-    #[arg(long, value_name = "SPACE", help_heading = "Training")]
-    pub mode_seeking_space: Option<ModeSeekingSpace>,
-    /// Differentiable augmentation of what D sees, real and generated (DiffAugment): off,
-    /// translation, cutout or translation-cutout.
-    #[arg(long, value_name = "POLICY", help_heading = "Training")]
-    pub diff_augment: Option<DiffAugment>,
-    /// Clip D's weights to [-C, C] after each D step (0 = off).
-    #[arg(long, value_name = "C", help_heading = "Training")]
-    pub clip: Option<f64>,
-    /// EMA decay of the generator's weights (0 = off).
-    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
-    pub ema_decay: Option<f64>,
-    /// Seed of initialisation, noise and data order.
-    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
-    pub seed: Option<u64>,
-    /// Steps between metrics.csv rows.
-    #[arg(long, help_heading = "Training")]
-    pub log_every: Option<u64>,
-    /// Epochs between quality measurements (1000 digits, the built-in judge): label accuracy,
-    /// FID and the narrowest class in the progress, metrics.csv and the JSON log, and the best
-    /// generator by FID kept as checkpoints/best.safetensors (0 = off).
-    #[arg(long, value_name = "N", help_heading = "Training")]
-    pub eval_every: Option<u32>,
-    /// Columns of the per-epoch sample grid.
-    #[arg(long, help_heading = "Training", conflicts_with = "resume")]
-    pub grid_per_class: Option<usize>,
+    /// Every training setting (the `[train]` table), as flags.
+    #[command(flatten)]
+    pub train: TrainFlags,
 
     /// Noise size.
     #[arg(long, help_heading = "Model", conflicts_with = "resume")]
@@ -158,16 +101,10 @@ impl TrainArgs {
             None => self.preset.unwrap_or_default().config(),
         };
         // Each flag given replaces its field of the file's or preset's settings.
+        c.train = self.train.apply(c.train);
         macro_rules! set {
             ($to:expr; $($field:ident),*) => { $(if let Some(v) = self.$field { $to.$field = v; })* };
         }
-        let t = &mut c.train;
-        set!(t; epochs, batch_size, beta1, beta2, eps, d_steps, label_smoothing, mode_seeking);
-        set!(t; mode_seeking_space, diff_augment, clip, ema_decay, seed, log_every, grid_per_class, eval_every);
-        if let Some(lr) = self.lr {
-            (t.lr_g, t.lr_d) = (lr, lr);
-        }
-        set!(t; lr_g, lr_d);
         let m = &mut c.model;
         set!(m; z_dim, gen_width, disc_width, projection, class_norm, minibatch_std);
         set!(m; spectral_norm, spectral_norm_proj);

@@ -122,18 +122,7 @@ impl Observer for Display {
 
     fn on_phase(&mut self, epoch: u32, t: &TrainConfig) {
         if !self.quiet && !self.json {
-            self.say(&format!(
-                "epoch {epoch}: phase: lr_g {:e} lr_d {:e}, d_steps {}, label smoothing {}, \
-                 mode seeking {} ({}), diff_augment {}, clip {}",
-                t.lr_g,
-                t.lr_d,
-                t.d_steps,
-                t.label_smoothing,
-                t.mode_seeking,
-                t.mode_seeking_space,
-                t.diff_augment,
-                t.clip
-            ));
+            self.say(&format!("epoch {epoch}: phase: {}", t.scheduled_summary()));
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
-use cdcgan_train::{Outcome, Phase, Run};
+use cdcgan_train::{Outcome, Run};
 use mnist_data::Split;
 
 pub use args::TrainArgs;
@@ -99,24 +99,10 @@ fn created(args: &TrainArgs) -> Result<Ready> {
 fn resumed(args: &TrainArgs, dir: &Path) -> Result<Option<Ready>> {
     // The run's own config is used (clap refuses the flags that would change it).
     let mut run = Run::resume(dir, &Device::Cpu)?;
-    // What may change on resume is what a phase may change, plus the length and the log and
-    // eval intervals.
-    let change = Phase {
-        from_epoch: run.trainer().position().epoch + 1,
-        lr: args.lr,
-        lr_g: args.lr_g,
-        lr_d: args.lr_d,
-        d_steps: args.d_steps,
-        label_smoothing: args.label_smoothing,
-        mode_seeking: args.mode_seeking,
-        mode_seeking_space: args.mode_seeking_space,
-        diff_augment: args.diff_augment,
-        clip: args.clip,
-    };
-    let mut t = change.apply(run.trainer().config().train);
-    t.epochs = args.epochs.unwrap_or(t.epochs);
-    t.log_every = args.log_every.unwrap_or(t.log_every);
-    t.eval_every = args.eval_every.unwrap_or(t.eval_every);
+    // What may change on resume is what a phase may change, and the length (clap refuses
+    // the flags of what a run keeps for life).
+    let mut t = args.train.tuning.apply(run.trainer().config().train);
+    t.epochs = args.train.epochs.unwrap_or(t.epochs);
     let done = run.trainer().position().epoch;
     if done >= t.epochs {
         // Nothing to train: say so rather than load the data for no step, and leave the
