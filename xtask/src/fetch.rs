@@ -75,7 +75,10 @@ pub fn fetch(
             Source::Dir(from) => (read_local(file, from)?, from.display().to_string()),
             Source::Mirrors(urls) => download_any(file, urls)?,
         };
-        mnist_data::write_atomic(&dest, &gz)?;
+        // A temporary sibling, fsynced and renamed: `dest` is never half written.
+        atomic_write_file::AtomicWriteFile::open(&dest)
+            .and_then(|mut out| out.write_all(&gz).and_then(|()| out.commit()))
+            .with_context(|| format!("cannot write {}", dest.display()))?;
         log(&format!(
             "{}: verified and written (from {from})",
             dest.display()

@@ -138,7 +138,7 @@ pub fn render(panels: &[Panel], size: (u32, u32), out: &Path) -> Result<()> {
     let img = image::RgbImage::from_raw(w, h, rgb).context("plot buffer has the wrong size")?;
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageFormat::Png)?;
-    mnist_data::write_atomic(out, png.get_ref())
+    cdcgan_nn::file::write_atomic(out, png.get_ref())
         .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
 }

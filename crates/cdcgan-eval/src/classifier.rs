@@ -16,12 +16,14 @@
 //! Layers (`cls.*` tensors): conv 3x3 1->32, conv 4x4/2 32->64, conv 4x4/2 64->128 (each
 //! BatchNorm + ReLU), linear 6272->128 + ReLU (the features), linear 128->10.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Linear, VarBuilder, VarMap};
+use cdcgan_model::meta::SHA256 as META_SHA256;
 use cdcgan_model::normal_vec;
+use cdcgan_nn::file;
 use cdcgan_nn::kernels::Activation;
 use cdcgan_nn::layers::{self, BatchNorm, Conv2d, ConvConfig};
 use mnist_data::{IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, Split, pixel_to_signed};
@@ -198,50 +200,39 @@ impl Classifier {
         self.fc2.weight().device().clone()
     }
 
-    /// Serialises to safetensors bytes, floats stored as `dtype` (f32, f16 or bf16).
+    /// Serialises to safetensors bytes, floats stored as `dtype` (f32, f16 or bf16), with a
+    /// checksum of the tensors as stored; the same classifier always gives the same bytes.
     pub fn to_bytes(&self, dtype: DType) -> Result<Vec<u8>> {
         let tensors = self
             .all_vars()
             .into_iter()
             .map(|(n, v)| Ok((n, v.as_tensor().to_dtype(dtype)?)))
             .collect::<Result<Vec<_>>>()?;
-        let mut meta: HashMap<String, String> = self.record.clone().into_iter().collect();
+        let mut meta = self.record.clone();
         meta.insert(META_ARCH.into(), CLASSIFIER_ARCH.into());
-        safetensors::serialize(tensors, Some(meta)).map_err(|source| Error::Safetensors {
-            origin: "<serialise>".into(),
-            source,
-        })
+        let digest = file::digest(tensors.iter().map(|(n, t)| (n, t)));
+        meta.insert(META_SHA256.into(), digest);
+        Ok(file::serialize(tensors, &meta)?)
     }
 
     /// Writes the classifier atomically.
     pub fn save(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
-        Ok(mnist_data::write_atomic(
-            path.as_ref(),
-            &self.to_bytes(dtype)?,
-        )?)
+        Ok(file::write_atomic(path.as_ref(), &self.to_bytes(dtype)?)?)
     }
 
-    /// Reads a classifier file; errors name it. A file larger than any classifier can be
-    /// (every value in f32, and a header of at most [`cdcgan_model::MAX_HEADER_BYTES`]) is
-    /// refused before it is read.
+    /// Reads a classifier file; errors name it. The header is read first: a file that is not
+    /// a classifier, or is larger than any classifier can be (every value in f32), is refused
+    /// before its tensors are read.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
-        let io = |source| Error::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(io)?.len();
+        let origin = path.display().to_string();
         let net = Self::new(0, device)?;
         let values: usize = net.all_vars().iter().map(|(_, v)| v.elem_count()).sum();
-        let limit = 8 + cdcgan_model::MAX_HEADER_BYTES + 4 * values as u64;
-        if len > limit {
-            return Err(Error::BadFile {
-                origin: path.display().to_string(),
-                problem: format!("{len} bytes; a classifier file is at most {limit}"),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        net.read_bytes(&bytes, &path.display().to_string())
+        let bytes = file::read_bounded(path, |meta| {
+            check_arch(meta.get(META_ARCH).cloned(), &origin)?;
+            Ok::<_, Error>(4 * values as u64)
+        })?;
+        net.read_bytes(&bytes, &origin)
     }
 
     /// Parses safetensors bytes written by [`Classifier::to_bytes`]; checks the architecture
@@ -266,20 +257,18 @@ impl Classifier {
             .as_ref()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        match record.remove(META_ARCH) {
-            Some(a) if a == CLASSIFIER_ARCH => {}
-            Some(other) => {
+        check_arch(record.remove(META_ARCH), origin)?;
+        let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
+        // Files written before checksums have none; one that has it must match.
+        if let Some(stored) = record.remove(META_SHA256) {
+            let computed = file::digest(st.tensors());
+            if stored != computed {
                 return Err(bad(format!(
-                    "architecture `{other}`, expected `{CLASSIFIER_ARCH}` (not a classifier file?)"
-                )));
-            }
-            None => {
-                return Err(bad(format!(
-                    "no `{META_ARCH}` entry: not a classifier file"
+                    "checksum mismatch: the file is corrupted (stored {stored}, computed \
+                     {computed})"
                 )));
             }
         }
-        let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
         let vars = self.all_vars();
         for name in st.names() {
             if !vars.iter().any(|(n, _)| n == name) {
@@ -312,6 +301,21 @@ impl Classifier {
         self.record = record;
         Ok(self)
     }
+}
+
+/// Refuses a file whose architecture tag is not the classifier's.
+fn check_arch(arch: Option<String>, origin: &str) -> Result<()> {
+    let problem = match arch {
+        Some(a) if a == CLASSIFIER_ARCH => return Ok(()),
+        Some(other) => {
+            format!("architecture `{other}`, expected `{CLASSIFIER_ARCH}` (not a classifier file?)")
+        }
+        None => format!("no `{META_ARCH}` entry: not a classifier file"),
+    };
+    Err(Error::BadFile {
+        origin: origin.to_owned(),
+        problem,
+    })
 }
 
 /// The confusion matrix: `m[l][p]` counts the items labelled `l` that were predicted `p`

@@ -251,7 +251,7 @@ fn classifier_files_round_trip_and_bad_ones_are_named() {
 }
 
 #[test]
-fn an_oversized_classifier_file_is_refused_before_it_is_read() {
+fn a_corrupted_or_oversized_classifier_file_is_refused_before_it_is_used() {
     let dev = Device::Cpu;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("judge.safetensors");
@@ -260,6 +260,15 @@ fn an_oversized_classifier_file_is_refused_before_it_is_read() {
         .save(&path, DType::F32)
         .unwrap();
     assert!(Classifier::load(&path, &dev).is_ok());
+    // One flipped bit in the last tensor value is caught by the checksum.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Classifier::load(&path, &dev).unwrap_err().to_string();
+    assert!(err.contains("checksum mismatch"), "{err}");
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
     // Grown to 1 GiB (sparse: no disk is used, and nothing may read it).
     std::fs::OpenOptions::new()
         .write(true)
@@ -270,7 +279,8 @@ fn an_oversized_classifier_file_is_refused_before_it_is_read() {
     let err = Classifier::load(&path, &dev).unwrap_err().to_string();
     assert!(
         err.contains("judge.safetensors")
-            && err.contains("1073741824 bytes; a classifier file is at most"),
+            && err
+                .contains("1073741824 bytes, but a file of what its header declares holds at most"),
         "{err}"
     );
 }

@@ -21,13 +21,14 @@
 //! # Ok::<(), cdcgan_model::Error>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::View;
 use safetensors::{Dtype, SafeTensors};
+
+use cdcgan_nn::file;
 
 use crate::config::{ARCH, ModelConfig};
 use crate::error::{Error, Result};
@@ -44,7 +45,7 @@ pub const FORMAT_VERSION: &str = "1";
 /// by [`Checkpoint::to_bytes`] and verified on load when present.
 pub const META_SHA256: &str = crate::meta::SHA256;
 /// The largest safetensors header accepted (names, shapes and metadata; ~10 KiB in practice).
-pub const MAX_HEADER_BYTES: u64 = 1 << 20;
+pub const MAX_HEADER_BYTES: u64 = file::MAX_HEADER_BYTES;
 /// A checkpoint holds at most this many copies of the networks' values (weights, EMA
 /// weights, two Adam moments, with room to spare).
 const MAX_COPIES: u64 = 6;
@@ -117,55 +118,31 @@ impl Checkpoint {
                 Ok((k.clone(), t))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut meta: HashMap<String, String> = self
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut meta = self.metadata.clone();
         meta.insert(META_FORMAT.into(), FORMAT_VERSION.into());
         meta.insert(META_ARCH.into(), ARCH.into());
         let config = serde_json::to_string(&self.config)
             .map_err(|e| Error::Config(format!("cannot serialise: {e}")))?;
         meta.insert(META_MODEL.into(), config);
         // The digest covers the tensors exactly as they are stored (dtype converted).
-        let digest = content_digest(tensors.iter().map(|(name, t)| (name.as_str(), t)));
+        let digest = file::digest(tensors.iter().map(|(name, t)| (name, t)));
         meta.insert(META_SHA256.into(), digest);
-        let bytes = safetensors::serialize(tensors, Some(meta.clone())).map_err(|source| {
-            Error::Safetensors {
-                origin: "<serialise>".into(),
-                source,
-            }
-        })?;
-        sort_metadata(bytes, &meta.into_iter().collect())
+        Ok(file::serialize(tensors, &meta)?)
     }
 
     /// Writes the checkpoint atomically (temporary file, fsync, rename).
     pub fn save(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
-        let bytes = self.to_bytes(dtype)?;
-        Ok(mnist_data::write_atomic(path.as_ref(), &bytes)?)
+        Ok(file::write_atomic(path.as_ref(), &self.to_bytes(dtype)?)?)
     }
 
     /// Reads a checkpoint file; errors name the file. The header is read and checked first,
     /// so a file larger than its architecture allows is refused before it is read.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        use std::io::Read as _;
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let io = |source| Error::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let mut head = vec![0u8; 8.min(len) as usize];
-        file.read_exact(&mut head).map_err(io)?;
-        let header_len = header_len(&head, len, &origin)?;
-        head.resize(8 + header_len as usize, 0);
-        file.read_exact(&mut head[8..]).map_err(io)?;
-        check_size(&head[8..], len, &origin)?;
-        let mut bytes = head;
-        bytes.reserve_exact((len as usize).saturating_sub(bytes.len()));
-        file.read_to_end(&mut bytes).map_err(io)?;
+        let bytes = file::read_bounded(path, |meta| {
+            Ok::<_, Error>(max_data(&header_config(meta, &origin)?))
+        })?;
         Self::from_bytes(&bytes, &origin, device)
     }
 
@@ -175,58 +152,21 @@ impl Checkpoint {
             origin: origin.to_owned(),
             source,
         };
-        let meta_err = |problem: String| Error::Metadata {
-            origin: origin.to_owned(),
-            problem,
-        };
-        let header_len = header_len(bytes, bytes.len() as u64, origin)?;
-        check_size(
-            &bytes[8..8 + header_len as usize],
-            bytes.len() as u64,
-            origin,
-        )?;
+        let header_len = file::header_len(bytes, bytes.len() as u64, origin)?;
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(st_err)?;
-        let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
         let mut metadata: BTreeMap<String, String> = header
             .metadata()
             .as_ref()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        match metadata.get(META_FORMAT).map(String::as_str) {
-            Some(FORMAT_VERSION) => {}
-            Some(v) => {
-                return Err(meta_err(format!(
-                    "format version {v}, this build reads {FORMAT_VERSION}"
-                )));
-            }
-            None => {
-                return Err(meta_err(format!(
-                    "no `{META_FORMAT}` entry: not a cdcgan checkpoint"
-                )));
-            }
+        let config = header_config(&metadata, origin)?;
+        let max = 8 + header_len + max_data(&config);
+        if bytes.len() as u64 > max {
+            return Err(too_large(&config, bytes.len() as u64, max, origin));
         }
-        match metadata.get(META_ARCH).map(String::as_str) {
-            Some(ARCH) => {}
-            Some(other) => {
-                return Err(meta_err(format!(
-                    "architecture `{other}`; this build knows only `{ARCH}`"
-                )));
-            }
-            None => {
-                return Err(meta_err(format!(
-                    "no `{META_ARCH}` entry: the architecture is not recorded"
-                )));
-            }
-        }
-        let config: ModelConfig = metadata
-            .get(META_MODEL)
-            .ok_or_else(|| meta_err(format!("no `{META_MODEL}` entry")))
-            .and_then(|s| {
-                serde_json::from_str(s).map_err(|e| meta_err(format!("model config: {e}")))
-            })?;
-        config.validate().map_err(|e| meta_err(e.to_string()))?;
+        let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
         if let Some(stored) = metadata.get(META_SHA256) {
-            let computed = content_digest(st.tensors().iter().map(|(n, v)| (n.as_str(), v)));
+            let computed = file::digest(st.tensors());
             if *stored != computed {
                 return Err(Error::Checksum {
                     origin: origin.to_owned(),
@@ -267,103 +207,60 @@ impl Checkpoint {
     }
 }
 
-/// SHA-256 over every tensor in name order: name, dtype, shape and stored bytes. The same
-/// function digests candle tensors about to be written and the views of a file read back.
-fn content_digest<'a, V: View>(tensors: impl IntoIterator<Item = (&'a str, V)>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    let mut tensors: Vec<_> = tensors.into_iter().collect();
-    tensors.sort_by(|a, b| a.0.cmp(b.0));
-    for (name, view) in tensors {
-        hasher.update((name.len() as u64).to_le_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update(format!("{:?}", view.dtype()).as_bytes());
-        hasher.update((view.shape().len() as u64).to_le_bytes());
-        for d in view.shape() {
-            hasher.update((*d as u64).to_le_bytes());
-        }
-        hasher.update(view.data());
-    }
-    hex::encode(hasher.finalize())
-}
-
-/// The header length that opens a safetensors file of `file_len` bytes, checked against
-/// [`MAX_HEADER_BYTES`] and the file size.
-fn header_len(head: &[u8], file_len: u64, origin: &str) -> Result<u64> {
-    let too_large = |problem: String| Error::TooLarge {
+/// The model config in a checkpoint's metadata, after its format version and architecture
+/// tags are checked: what a file must declare before its tensors are read.
+fn header_config(metadata: &BTreeMap<String, String>, origin: &str) -> Result<ModelConfig> {
+    let meta_err = |problem: String| Error::Metadata {
         origin: origin.to_owned(),
         problem,
     };
-    let Some(first) = head.get(..8) else {
-        return Err(too_large(format!(
-            "{file_len} bytes is too short for a safetensors file"
-        )));
-    };
-    let mut n = [0u8; 8];
-    n.copy_from_slice(first);
-    let n = u64::from_le_bytes(n);
-    if n > MAX_HEADER_BYTES {
-        return Err(too_large(format!(
-            "header of {n} bytes (at most {MAX_HEADER_BYTES} accepted)"
-        )));
+    match metadata.get(META_FORMAT).map(String::as_str) {
+        Some(FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(meta_err(format!(
+                "format version {v}, this build reads {FORMAT_VERSION}"
+            )));
+        }
+        None => {
+            return Err(meta_err(format!(
+                "no `{META_FORMAT}` entry: not a cdcgan checkpoint"
+            )));
+        }
     }
-    if 8 + n > file_len {
-        return Err(too_large(format!(
-            "header of {n} bytes does not fit in the {file_len}-byte file (truncated?)"
-        )));
+    match metadata.get(META_ARCH).map(String::as_str) {
+        Some(ARCH) => {}
+        Some(other) => {
+            return Err(meta_err(format!(
+                "architecture `{other}`; this build knows only `{ARCH}`"
+            )));
+        }
+        None => {
+            return Err(meta_err(format!(
+                "no `{META_ARCH}` entry: the architecture is not recorded"
+            )));
+        }
     }
-    Ok(n)
+    let config: ModelConfig = metadata
+        .get(META_MODEL)
+        .ok_or_else(|| meta_err(format!("no `{META_MODEL}` entry")))
+        .and_then(|s| {
+            serde_json::from_str(s).map_err(|e| meta_err(format!("model config: {e}")))
+        })?;
+    config.validate().map_err(|e| meta_err(e.to_string()))?;
+    Ok(config)
 }
 
-/// Rewrites the `__metadata__` object of safetensors `bytes` with its keys sorted, so that one
-/// checkpoint always serialises to the same bytes: safetensors writes the map it is given
-/// (a `HashMap`) in the map's random order. The object comes first in the header and holds
-/// the same entries whichever the order, so it keeps its length and no offset moves.
-fn sort_metadata(mut bytes: Vec<u8>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    const PREFIX: &[u8] = b"{\"__metadata__\":";
-    let sorted = serde_json::to_vec(meta)
-        .map_err(|e| Error::Config(format!("cannot serialise the metadata: {e}")))?;
-    let start = 8 + PREFIX.len();
-    let span = start..start + sorted.len();
-    let same = bytes.get(8..start) == Some(PREFIX)
-        && bytes
-            .get(span.clone())
-            .and_then(|old| serde_json::from_slice::<BTreeMap<String, String>>(old).ok())
-            .is_some_and(|old| &old == meta);
-    if !same {
-        return Err(Error::Config(
-            "safetensors wrote its metadata in an unexpected layout".into(),
-        ));
-    }
-    bytes[span].copy_from_slice(&sorted);
-    Ok(bytes)
+/// The most tensor bytes a checkpoint of `config` can hold.
+fn max_data(config: &ModelConfig) -> u64 {
+    MAX_COPIES * 4 * config.tensor_values() as u64
 }
 
-/// Refuses a file larger than any checkpoint of the architecture its header declares.
-/// Headers that cannot be read are left to the full parser to report.
-fn check_size(header: &[u8], file_len: u64, origin: &str) -> Result<()> {
-    #[derive(serde::Deserialize)]
-    struct Header {
-        #[serde(rename = "__metadata__")]
-        metadata: Option<HashMap<String, String>>,
+fn too_large(config: &ModelConfig, len: u64, max: u64, origin: &str) -> Error {
+    Error::TooLarge {
+        origin: origin.to_owned(),
+        problem: format!(
+            "{len} bytes, but a checkpoint of this model (z {}, widths {}/{}) holds at most {max}",
+            config.z_dim, config.gen_width, config.disc_width
+        ),
     }
-    let Some(config) = serde_json::from_slice::<Header>(header)
-        .ok()
-        .and_then(|h| h.metadata)
-        .and_then(|m| serde_json::from_str::<ModelConfig>(m.get(META_MODEL)?).ok())
-        .filter(|c| c.validate().is_ok())
-    else {
-        return Ok(());
-    };
-    let max = 8 + header.len() as u64 + MAX_COPIES * 4 * config.tensor_values() as u64;
-    if file_len > max {
-        return Err(Error::TooLarge {
-            origin: origin.to_owned(),
-            problem: format!(
-                "{file_len} bytes, but a checkpoint of this model (z {}, widths {}/{}) holds at most {max}",
-                config.z_dim, config.gen_width, config.disc_width
-            ),
-        });
-    }
-    Ok(())
 }

@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The side of the square images the networks make and read (MNIST's 28).
+pub const IMAGE_SIDE: usize = 28;
+/// The number of classes the networks are conditioned on (MNIST's ten digits).
+pub const NUM_CLASSES: usize = 10;
+
 /// The only architecture family this crate builds: 28x28, one channel, ten classes.
 pub const ARCH: &str = "dcgan28";
 
@@ -108,7 +113,7 @@ impl ModelConfig {
     pub fn tensor_values(&self) -> usize {
         let (z, g, d) = (self.z_dim, self.gen_width, self.disc_width);
         let side2 = 7 * 7;
-        let classes = mnist_data::NUM_CLASSES;
+        let classes = NUM_CLASSES;
         let (g_embed, d_embed) = match self.label_input {
             LabelInput::OneHot => (0, 0),
             LabelInput::Embedding => (classes * self.label_dim(), classes * 28 * 28),
@@ -155,13 +160,13 @@ impl ModelConfig {
 
     /// Width of the label code fed to the generator (and of the embedding).
     pub(crate) fn label_dim(&self) -> usize {
-        mnist_data::NUM_CLASSES
+        NUM_CLASSES
     }
 
     /// Label channels beside the image at the discriminator's input.
     pub(crate) fn label_planes(&self) -> usize {
         match self.label_input {
-            LabelInput::OneHot => mnist_data::NUM_CLASSES,
+            LabelInput::OneHot => NUM_CLASSES,
             LabelInput::Embedding => 1,
         }
     }

@@ -1,7 +1,5 @@
 //! The crate's error type.
 
-use std::path::PathBuf;
-
 /// Everything that can go wrong building, running, saving or loading the networks.
 ///
 /// Checkpoint errors name their origin: a file path, or a label such as `<embedded generator>`.
@@ -11,15 +9,9 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// Reading or writing a checkpoint file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading or writing a safetensors file failed, or it is larger than it may be.
+    #[error(transparent)]
+    File(#[from] cdcgan_nn::Error),
     /// The bytes are not a valid safetensors file.
     #[error("{origin}: not a valid safetensors checkpoint: {source}")]
     Safetensors {
@@ -102,9 +94,6 @@ pub enum Error {
     /// not fit the labels.
     #[error("{0}")]
     Request(String),
-    /// Writing a checkpoint file failed.
-    #[error(transparent)]
-    Write(#[from] mnist_data::Error),
 }
 
 /// The crate's result type.

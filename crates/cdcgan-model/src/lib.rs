@@ -33,7 +33,7 @@ mod sampler;
 pub use checkpoint::{
     Checkpoint, FORMAT_VERSION, MAX_HEADER_BYTES, META_ARCH, META_FORMAT, META_MODEL, META_SHA256,
 };
-pub use config::{ARCH, LabelInput, ModelConfig};
+pub use config::{ARCH, IMAGE_SIDE, LabelInput, ModelConfig, NUM_CLASSES};
 pub use error::{Error, Result};
 pub use gan::{
     DISC, GEN, Gan, Net, generator_checkpoint, generator_from_checkpoint, is_buffer, noise,

@@ -14,9 +14,9 @@
 //! # Ok::<(), cdcgan_model::Error>(())
 //! ```
 
+use crate::config::{IMAGE_SIDE, NUM_CLASSES};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
-use mnist_data::{IMAGE_SIDE, NUM_CLASSES};
 
 use crate::config::{LabelInput, ModelConfig};
 use crate::error::Result;

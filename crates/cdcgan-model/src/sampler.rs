@@ -1,8 +1,8 @@
 //! Drawing digits from a trained generator: seeded noise, labels in, images or pixels out,
 //! a bounded number at a time.
 
+use crate::config::{IMAGE_SIDE, NUM_CLASSES};
 use candle_core::{Device, Tensor};
-use mnist_data::{IMAGE_SIDE, NUM_CLASSES, signed_to_pixel};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -119,10 +119,15 @@ impl Sampler {
     }
 }
 
-/// Images `[k, 1, 28, 28]` in `[-1, 1]` as 8-bit pixels.
+/// Images `[k, 1, 28, 28]` in `[-1, 1]` as 8-bit pixels (`-1` black, `1` white; values
+/// outside the range are clamped, and NaN is black).
 pub fn to_pixels(images: &Tensor) -> Result<Vec<u8>> {
     let values: Vec<f32> = images.flatten_all()?.to_vec1()?;
-    Ok(values.into_iter().map(signed_to_pixel).collect())
+    Ok(values
+        .into_iter()
+        // `as u8` saturates, and takes NaN to 0.
+        .map(|v| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8)
+        .collect())
 }
 
 #[cfg(test)]

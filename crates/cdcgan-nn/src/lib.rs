@@ -44,10 +44,13 @@
 //! - [`layers`]: modules over them shaped like candle-nn's, built from a `VarBuilder`.
 //! - [`Adam`]: PyTorch's update rule in in-place passes, its state as named tensors;
 //!   [`moving_average`] for EMA weights.
+//! - [`file`](mod@file): safetensors files read within bounds, written atomically and deterministically,
+//!   with a checksum of their tensors.
 //! - [`runtime`]: process set-up for candle on a few cores (thread-pool spin, allocator).
 
 pub mod adam;
 mod error;
+pub mod file;
 pub mod kernels;
 pub mod layers;
 pub mod runtime;

@@ -121,7 +121,7 @@ pub fn save_png(img: &GrayImage, path: &Path) -> Result<()> {
             path: path.to_owned(),
             source: std::io::Error::other(e),
         })?;
-    Ok(mnist_data::write_atomic(path, bytes.get_ref())?)
+    Ok(cdcgan_nn::file::write_atomic(path, bytes.get_ref())?)
 }
 
 #[cfg(test)]

@@ -210,9 +210,9 @@ impl Run {
             fs::create_dir_all(&p).map_err(|source| Error::Io { path: p, source })?;
         }
         let metrics = dir.join(METRICS_FILE);
-        mnist_data::write_atomic(&metrics, format!("{METRICS_HEADER}\n").as_bytes())?;
+        cdcgan_nn::file::write_atomic(&metrics, format!("{METRICS_HEADER}\n").as_bytes())?;
         // Written last: its presence marks a run that can be resumed.
-        mnist_data::write_atomic(
+        cdcgan_nn::file::write_atomic(
             &dir.join(CONFIG_FILE),
             trainer.config().to_toml().as_bytes(),
         )?;
@@ -310,7 +310,7 @@ impl Run {
     pub fn retune(&mut self, train: TrainConfig) -> Result<()> {
         self.trainer.retune(train)?;
         let text = self.trainer.config().to_toml();
-        mnist_data::write_atomic(&self.dir.join(CONFIG_FILE), text.as_bytes())?;
+        cdcgan_nn::file::write_atomic(&self.dir.join(CONFIG_FILE), text.as_bytes())?;
         Ok(())
     }
 
@@ -333,10 +333,9 @@ impl Run {
                 recorded: recorded.trim().to_owned(),
                 given,
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(mnist_data::write_atomic(
-                &path,
-                format!("{given}\n").as_bytes(),
-            )?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(
+                cdcgan_nn::file::write_atomic(&path, format!("{given}\n").as_bytes())?,
+            ),
             Err(source) => Err(Error::Io { path, source }),
         }
     }
@@ -490,7 +489,7 @@ impl Run {
         let mut ckpt = self.trainer.checkpoint()?;
         self.sums.record(&mut ckpt)?;
         ckpt.save(&path, candle_core::DType::F32)?;
-        mnist_data::write_atomic(&ckdir.join(LATEST), name.as_bytes())?;
+        cdcgan_nn::file::write_atomic(&ckdir.join(LATEST), name.as_bytes())?;
         let mut states = list_states(&ckdir)?;
         states.sort();
         let excess = states.len().saturating_sub(KEEP_STATES);
@@ -687,8 +686,9 @@ pub fn data_identity(split: &Split) -> String {
     )
 }
 
-/// Removes `.NAME.PID.tmp` files (from [`mnist_data::write_atomic`]) left in `dir` by a
-/// killed process; only called while holding the run's lock.
+/// Removes the temporary files a killed process left in `dir`: `.NAME.XXXXXX` from
+/// [`cdcgan_nn::file::write_atomic`] (and `.NAME.PID.tmp` from earlier versions). Only called
+/// while holding the run's lock, on directories only the run writes.
 fn remove_temporaries(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -696,7 +696,10 @@ fn remove_temporaries(dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
+        let temporary = name
+            .strip_prefix('.')
+            .is_some_and(|rest| rest.len() > 1 && rest[1..].contains('.'));
+        if temporary && entry.file_type().is_ok_and(|t| t.is_file()) {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -722,7 +725,7 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
             out.push('\n');
         }
     }
-    Ok(mnist_data::write_atomic(path, out.as_bytes())?)
+    Ok(cdcgan_nn::file::write_atomic(path, out.as_bytes())?)
 }
 
 /// Running sums of step statistics.

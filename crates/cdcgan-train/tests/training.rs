@@ -381,10 +381,17 @@ fn resume_starts_over_before_the_first_checkpoint_and_clears_temporaries() {
     drop(Run::create(dir.path(), tiny(1, 8), &Device::Cpu).unwrap());
     let tmp = dir
         .path()
+        .join("checkpoints/.state-00000005.safetensors.Xy3k9Q");
+    let old_tmp = dir
+        .path()
         .join("checkpoints/.state-00000005.safetensors.4242.tmp");
-    std::fs::write(&tmp, b"half a checkpoint").unwrap();
+    let other = dir.path().join("checkpoints/.keep");
+    for f in [&tmp, &old_tmp, &other] {
+        std::fs::write(f, b"half a checkpoint").unwrap();
+    }
     let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
-    assert!(!tmp.exists());
+    assert!(!tmp.exists() && !old_tmp.exists());
+    assert!(other.exists(), "a file that is not a temporary one is kept");
     run.train(&patterns(40), &mut ()).unwrap();
     assert!(latest_state(dir.path()).unwrap().is_some());
 }

@@ -18,7 +18,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -287,8 +287,7 @@ impl IdxArray {
     }
 
     /// The raw IDX header of a u8 array with dimensions `dims`: write it, then the
-    /// row-major data, to stream an array too large to hold (e.g. through an
-    /// [`AtomicFile`]). An error if there are over 255 dims or one is 2^32 or more.
+    /// row-major data, to stream an array too large to hold. An error if there are over 255 dims or one is 2^32 or more.
     pub fn header(dims: &[usize]) -> Result<Vec<u8>, FormatError> {
         if dims.len() > usize::from(u8::MAX) || dims.iter().any(|&d| u32::try_from(d).is_err()) {
             return Err(FormatError::DimsUnrepresentable(dims.to_vec()));
@@ -319,126 +318,16 @@ impl IdxArray {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file, fsync and rename, so that `path`
-/// holds either its old contents or all of the new ones.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let mut file = AtomicFile::create(path)?;
-    file.write_all(bytes).map_err(|e| file.error(e))?;
-    file.commit()
-}
-
-/// A file written in pieces and put in place atomically: the writes go to a temporary sibling
-/// (`.NAME.PID.tmp`), which [`AtomicFile::commit`] fsyncs and renames over `path`. Dropped
-/// without a commit (an error, a panic), the temporary file is removed and `path` is untouched.
-///
-/// ```
-/// use std::io::Write;
-/// let dir = tempfile::tempdir()?;
-/// let path = dir.path().join("out.bin");
-/// let mut file = mnist_data::AtomicFile::create(&path)?;
-/// file.write_all(b"first part, ")?;
-/// file.write_all(b"second part")?;
-/// assert!(!path.exists());
-/// file.commit()?;
-/// assert_eq!(std::fs::read(&path)?, b"first part, second part");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct AtomicFile {
-    path: PathBuf,
-    tmp: PathBuf,
-    file: Option<io::BufWriter<fs::File>>,
-}
-
-impl AtomicFile {
-    /// Creates the temporary sibling of `path` (its directory must exist).
-    pub fn create(path: &Path) -> Result<Self, Error> {
-        let io_err = |source| Error::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file_name = path.file_name().ok_or_else(|| {
-            io_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a file path",
-            ))
-        })?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
-        let file = fs::File::create(&tmp).map_err(io_err)?;
-        Ok(Self {
-            path: path.to_owned(),
-            tmp,
-            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
-        })
-    }
-
-    /// The final path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// `source` as this file's error (naming the final path).
-    pub fn error(&self, source: io::Error) -> Error {
-        Error::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// Flushes, fsyncs and renames the temporary file over `path`, then fsyncs the directory
-    /// so that the rename itself is durable before the caller relies on it.
-    pub fn commit(mut self) -> Result<(), Error> {
-        let Some(writer) = self.file.take() else {
-            return Ok(());
-        };
-        let result = (|| {
-            let file = writer
-                .into_inner()
-                .map_err(io::IntoInnerError::into_error)?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&self.tmp, &self.path)?;
-            // Directories cannot be opened on Windows.
-            #[cfg(unix)]
-            if let Some(parent) = self.path.parent() {
-                let parent = if parent.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    parent
-                };
-                fs::File::open(parent)?.sync_all()?;
-            }
-            Ok(())
-        })();
-        result.map_err(|e| self.error(e))
-    }
-}
-
-impl Write for AtomicFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.file {
-            Some(f) => f.write(buf),
-            None => Err(io::Error::other("the file was already committed")),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        // Not committed, or the commit failed before the rename: leave no temporary file.
-        // After a rename there is nothing left to remove, and the call fails harmlessly.
-        let _ = fs::remove_file(&self.tmp);
-    }
+/// Writes `bytes` to `path` through a temporary sibling file, fsync, rename and a directory
+/// fsync, so that `path` holds either its old contents or all of the new ones.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = atomic_write_file::AtomicWriteFile::open(path).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.commit().map_err(io)
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.

@@ -29,4 +29,4 @@ mod idx;
 pub use batch::{Batcher, Batches, pixel_to_signed, signed_to_pixel};
 pub use dataset::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_FILES, Mnist, MnistFile, NUM_CLASSES, Split};
 pub use error::{DataError, Error, FormatError, Result};
-pub use idx::{AtomicFile, Compression, IdxArray, IdxDtype, write_atomic};
+pub use idx::{Compression, IdxArray, IdxDtype};

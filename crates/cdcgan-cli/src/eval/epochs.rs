@@ -70,7 +70,7 @@ pub fn eval_dir(
         real.intra_fid_mean
     );
     let csv_path = dir.join("eval.csv");
-    mnist_data::write_atomic(&csv_path, csv.as_bytes())
+    cdcgan_nn::file::write_atomic(&csv_path, csv.as_bytes())
         .with_context(|| format!("cannot write {}", csv_path.display()))?;
     let png = dir.join("eval.png");
     plot_epochs(&rows, real, &png)?;

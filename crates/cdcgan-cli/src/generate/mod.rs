@@ -120,7 +120,7 @@ pub fn write_gif(frames: &[GrayImage], delay_ms: u32, path: &Path) -> Result<()>
             ))?;
         }
     }
-    mnist_data::write_atomic(path, &bytes)
+    cdcgan_nn::file::write_atomic(path, &bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -4,10 +4,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use atomic_write_file::AtomicWriteFile;
 use cdcgan_model::{Sampler, to_pixels};
 use cdcgan_train::{GridLayout, save_png};
 use clap::{Args, ValueEnum};
-use mnist_data::{AtomicFile, IMAGE_SIDE, IdxArray, NUM_CLASSES};
+use mnist_data::{IMAGE_SIDE, IdxArray, NUM_CLASSES};
 
 use super::{check_output, rng};
 
@@ -114,10 +115,13 @@ fn export_idx(src: &Sampler, o: &SampleOpts) -> Result<()> {
     let header = |dims: &[usize], path: &Path| {
         IdxArray::header(dims).with_context(|| format!("{}", path.display()))
     };
-    let mut images = AtomicFile::create(&images_path)?;
-    let mut labels = AtomicFile::create(&labels_path)?;
-    let write =
-        |file: &mut AtomicFile, bytes: &[u8]| file.write_all(bytes).map_err(|e| file.error(e));
+    // Each file goes to a temporary sibling, renamed into place once complete.
+    let (mut images, mut labels) = (Output::open(&images_path)?, Output::open(&labels_path)?);
+    let write = |out: &mut Output, bytes: &[u8]| {
+        out.file
+            .write_all(bytes)
+            .with_context(|| format!("cannot write {}", out.path.display()))
+    };
     write(
         &mut images,
         &header(&[n, IMAGE_SIDE, IMAGE_SIDE], &images_path)?,
@@ -127,7 +131,7 @@ fn export_idx(src: &Sampler, o: &SampleOpts) -> Result<()> {
         write(&mut images, &to_pixels(&chunk)?)?;
         let k = chunk.dim(0)?;
         let classes: Vec<u8> = (first..first + k).map(class).collect();
-        Ok::<(), anyhow::Error>(write(&mut labels, &classes)?)
+        write(&mut labels, &classes)
     })?;
     images.commit()?;
     labels.commit()?;
@@ -137,4 +141,30 @@ fn export_idx(src: &Sampler, o: &SampleOpts) -> Result<()> {
         labels_path.display(),
     );
     Ok(())
+}
+
+/// A file written in pieces to a temporary sibling and renamed into place by `commit`; dropped
+/// without it, the temporary file is removed.
+struct Output<'a> {
+    path: &'a Path,
+    file: std::io::BufWriter<AtomicWriteFile>,
+}
+
+impl<'a> Output<'a> {
+    fn open(path: &'a Path) -> Result<Self> {
+        let file = AtomicWriteFile::open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self {
+            path,
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+        })
+    }
+
+    fn commit(self) -> Result<()> {
+        self.file
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .and_then(AtomicWriteFile::commit)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
 }

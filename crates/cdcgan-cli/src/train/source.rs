@@ -32,7 +32,7 @@ impl DataSource {
 
     pub fn write(&self, run_dir: &Path) -> Result<()> {
         let text = toml::to_string(self).context("cannot write the data source as TOML")?;
-        mnist_data::write_atomic(&run_dir.join(Self::FILE), text.as_bytes())?;
+        cdcgan_nn::file::write_atomic(&run_dir.join(Self::FILE), text.as_bytes())?;
         Ok(())
     }
 }
