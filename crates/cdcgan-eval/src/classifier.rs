@@ -210,9 +210,7 @@ impl Classifier {
             .collect::<Result<Vec<_>>>()?;
         let mut meta = self.record.clone();
         meta.insert(META_ARCH.into(), CLASSIFIER_ARCH.into());
-        let digest = file::digest(tensors.iter().map(|(n, t)| (n, t)));
-        meta.insert(META_SHA256.into(), digest);
-        Ok(file::serialize(tensors, &meta)?)
+        Ok(file::serialize(tensors, &meta, Some(META_SHA256))?)
     }
 
     /// Writes the classifier atomically.
@@ -260,15 +258,8 @@ impl Classifier {
         check_arch(record.remove(META_ARCH), origin)?;
         let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
         // Files written before checksums have none; one that has it must match.
-        if let Some(stored) = record.remove(META_SHA256) {
-            let computed = file::digest(st.tensors());
-            if stored != computed {
-                return Err(bad(format!(
-                    "checksum mismatch: the file is corrupted (stored {stored}, computed \
-                     {computed})"
-                )));
-            }
-        }
+        file::verify_digest(&st, &record, META_SHA256, origin)?;
+        record.remove(META_SHA256);
         let vars = self.all_vars();
         for name in st.names() {
             if !vars.iter().any(|(n, _)| n == name) {

@@ -125,9 +125,7 @@ impl Checkpoint {
             .map_err(|e| Error::Config(format!("cannot serialise: {e}")))?;
         meta.insert(META_MODEL.into(), config);
         // The digest covers the tensors exactly as they are stored (dtype converted).
-        let digest = file::digest(tensors.iter().map(|(name, t)| (name, t)));
-        meta.insert(META_SHA256.into(), digest);
-        Ok(file::serialize(tensors, &meta)?)
+        Ok(file::serialize(tensors, &meta, Some(META_SHA256))?)
     }
 
     /// Writes the checkpoint atomically (temporary file, fsync, rename).
@@ -165,16 +163,7 @@ impl Checkpoint {
             return Err(too_large(&config, bytes.len() as u64, max, origin));
         }
         let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
-        if let Some(stored) = metadata.get(META_SHA256) {
-            let computed = file::digest(st.tensors());
-            if *stored != computed {
-                return Err(Error::Checksum {
-                    origin: origin.to_owned(),
-                    stored: stored.clone(),
-                    computed,
-                });
-            }
-        }
+        file::verify_digest(&st, &metadata, META_SHA256, origin)?;
         for key in [META_FORMAT, META_ARCH, META_MODEL, META_SHA256] {
             metadata.remove(key);
         }

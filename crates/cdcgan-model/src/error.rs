@@ -29,18 +29,6 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
-    /// The tensors do not match the checksum stored with them (a corrupted file).
-    #[error(
-        "{origin}: checksum mismatch: the file is corrupted (stored {stored}, computed {computed})"
-    )]
-    Checksum {
-        /// Where the bytes came from.
-        origin: String,
-        /// The SHA-256 in the metadata.
-        stored: String,
-        /// The SHA-256 of the tensors as read.
-        computed: String,
-    },
     /// The file is larger than any checkpoint of its architecture can be, or its header is.
     #[error("{origin}: {problem}")]
     TooLarge {

@@ -32,6 +32,18 @@ pub enum Error {
         #[source]
         source: safetensors::SafeTensorError,
     },
+    /// The tensors do not match the checksum stored with them (a corrupted file).
+    #[error(
+        "{origin}: checksum mismatch: the file is corrupted (stored {stored}, computed {computed})"
+    )]
+    Checksum {
+        /// Where the bytes came from.
+        origin: String,
+        /// The SHA-256 in the metadata.
+        stored: String,
+        /// The SHA-256 of the tensors as read.
+        computed: String,
+    },
     /// Optimizer state given to [`crate::Adam::load_state`] does not fit the variables.
     #[error("optimizer state: {0}")]
     State(String),

@@ -10,13 +10,16 @@
 //! let path = dir.path().join("w.safetensors");
 //! let w = Tensor::ones((2, 3), candle_core::DType::F32, &Device::Cpu)?;
 //! let mut meta = BTreeMap::new();
-//! meta.insert("sha256".to_owned(), file::digest([("w", &w)]));
-//! file::write_atomic(&path, &file::serialize([("w".to_owned(), w)], &meta)?)?;
+//! meta.insert("author".to_owned(), "me".to_owned());
+//! let bytes = file::serialize([("w".to_owned(), w)], &meta, Some("sha256"))?;
+//! file::write_atomic(&path, &bytes)?;
 //!
 //! // The file may hold 8 bytes of length, the header and 4 bytes per value.
 //! let bytes = file::read_bounded(&path, |_meta| Ok::<_, cdcgan_nn::Error>(6 * 4))?;
 //! let st = safetensors::SafeTensors::deserialize(&bytes)?;
-//! assert_eq!(file::digest(st.tensors()), meta["sha256"]);
+//! let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
+//! let meta: BTreeMap<_, _> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+//! file::verify_digest(&st, &meta, "sha256", "w.safetensors")?;
 //! assert!(file::read_bounded(&path, |_meta| Ok::<_, cdcgan_nn::Error>(5 * 4)).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -69,15 +72,22 @@ pub fn digest<'a, V: View>(tensors: impl IntoIterator<Item = (impl AsRef<str> + 
     hex::encode(hasher.finalize())
 }
 
-/// The safetensors bytes of `tensors` with `metadata`, always the same bytes for the same
-/// content: `safetensors` writes the metadata map in a `HashMap`'s random order, so the map
-/// is rewritten here with its keys sorted (it comes first in the header and keeps its length,
-/// so no offset moves).
+/// The safetensors bytes of `tensors` with `metadata`, and with their [`digest`] under
+/// `digest_key` when one is given. The same content always gives the same bytes:
+/// `safetensors` writes the metadata map in a `HashMap`'s random order, so the map is
+/// rewritten here with its keys sorted (it comes first in the header and keeps its length, so
+/// no offset moves).
 pub fn serialize(
     tensors: impl IntoIterator<Item = (String, Tensor)>,
     metadata: &BTreeMap<String, String>,
+    digest_key: Option<&str>,
 ) -> Result<Vec<u8>> {
     let tensors: Vec<_> = tensors.into_iter().collect();
+    let mut metadata = metadata.clone();
+    if let Some(key) = digest_key {
+        metadata.insert(key.to_owned(), digest(tensors.iter().map(|(n, t)| (n, t))));
+    }
+    let metadata = &metadata;
     let hashed: HashMap<String, String> = metadata.clone().into_iter().collect();
     let mut bytes =
         safetensors::serialize(tensors, Some(hashed)).map_err(|source| Error::Safetensors {
@@ -107,6 +117,28 @@ pub fn serialize(
         bytes[span].copy_from_slice(&sorted);
     }
     Ok(bytes)
+}
+
+/// Checks the [`digest`] stored under `digest_key` in `metadata`, if there is one, against
+/// the tensors of `st` (read from `origin`).
+pub fn verify_digest(
+    st: &safetensors::SafeTensors<'_>,
+    metadata: &BTreeMap<String, String>,
+    digest_key: &str,
+    origin: &str,
+) -> Result<()> {
+    let Some(stored) = metadata.get(digest_key) else {
+        return Ok(());
+    };
+    let computed = digest(st.tensors());
+    if *stored != computed {
+        return Err(Error::Checksum {
+            origin: origin.to_owned(),
+            stored: stored.clone(),
+            computed,
+        });
+    }
+    Ok(())
 }
 
 /// The length of the header that opens safetensors `bytes` (of a file of `file_len` bytes),
@@ -205,23 +237,29 @@ mod tests {
         for i in 0..20 {
             meta.insert(format!("key{i}"), format!("value {i}"));
         }
-        meta.insert("sum".into(), digest(tensors().iter().map(|(n, t)| (n, t))));
-        let first = serialize(tensors(), &meta).unwrap();
+        let first = serialize(tensors(), &meta, Some("sum")).unwrap();
         for _ in 0..5 {
-            assert_eq!(serialize(tensors(), &meta).unwrap(), first);
+            assert_eq!(serialize(tensors(), &meta, Some("sum")).unwrap(), first);
         }
         let st = safetensors::SafeTensors::deserialize(&first).unwrap();
-        assert_eq!(digest(st.tensors()), meta["sum"]);
         let (n, _) = safetensors::SafeTensors::read_metadata(&first).unwrap();
-        assert_eq!(header_metadata(&first[8..8 + n]), meta);
-        assert!(serialize(tensors(), &BTreeMap::new()).is_ok());
+        let read = header_metadata(&first[8..8 + n]);
+        assert_eq!(read["sum"], digest(st.tensors()));
+        verify_digest(&st, &read, "sum", "t").unwrap();
+        let mut wrong = read.clone();
+        wrong.insert("sum".into(), "0".repeat(64));
+        let err = verify_digest(&st, &wrong, "sum", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(serialize(tensors(), &BTreeMap::new(), None).is_ok());
     }
 
     #[test]
     fn oversized_headers_and_files_are_refused_before_reading_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.safetensors");
-        let bytes = serialize(tensors(), &BTreeMap::new()).unwrap();
+        let bytes = serialize(tensors(), &BTreeMap::new(), None).unwrap();
         write_atomic(&path, &bytes).unwrap();
         let data = 3 * 4 + 4 * 2;
         assert_eq!(
