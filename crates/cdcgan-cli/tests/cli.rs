@@ -415,8 +415,11 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let run2 = dir.path().join("run2");
-    let source = std::fs::read_to_string(run2.join("data-source.toml")).unwrap();
-    assert!(source.contains("limit = 150"), "{source}");
+    let record = std::fs::read_to_string(run2.join("data.toml")).unwrap();
+    assert!(
+        record.contains("identity = \"150 examples, sha256 ") && record.contains("limit = 150"),
+        "{record}"
+    );
     assert!(run2.join("progress.gif").is_file() && run2.join("losses.png").is_file());
     assert!(run2.join("samples/epoch-001.png").is_file());
     let config = std::fs::read_to_string(run2.join("config.toml")).unwrap();

@@ -69,7 +69,7 @@ pub enum Error {
     DataChanged {
         /// The run directory.
         dir: PathBuf,
-        /// The identity recorded in the run's `data.txt`.
+        /// The identity recorded in the run's `data.toml`.
         recorded: String,
         /// The identity of the split given.
         given: String,

@@ -22,6 +22,7 @@
 
 mod augment;
 mod config;
+mod data;
 mod error;
 mod grid;
 mod loss;
@@ -31,12 +32,13 @@ mod trainer;
 
 pub use augment::DiffAugment;
 pub use config::{MEMORY_BUDGET, Preset, RunConfig};
+pub use data::{DataSource, data_identity};
 pub use error::{Error, Result};
 pub use grid::{GRID_PAD, GridLayout, MAX_GRID_PIXELS, grid_image, image_size, save_png};
 pub use loss::bce_with_logits;
 pub use run::{
     BEST_FILE, EpochReport, EpochTimes, META_QUALITY, Observer, Outcome, Quality, Run, StepReport,
-    data_identity, epoch_generator_path, epoch_generators, latest_state,
+    epoch_generator_path, epoch_generators, latest_state,
 };
 #[cfg(feature = "clap")]
 pub use settings::{FixedFlags, TrainFlags};

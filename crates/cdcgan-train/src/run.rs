@@ -10,7 +10,8 @@
 //!   checkpoints/latest              name of the newest complete state file
 //!   checkpoints/gen-epoch-001.safetensors    generator alone (EMA when on), one per epoch
 //!   checkpoints/best.safetensors    the judged generator with the lowest FID so far
-//!   data.txt                        size and hash of the training split it is trained on
+//!   data.toml                       size and hash of the training split it is trained on,
+//!                                   and where it was read from
 //!   lock                            pid of the process training here (an OS file lock)
 //! ```
 //!
@@ -30,6 +31,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::RunConfig;
+use crate::data::{DataRecord, DataSource, data_identity};
 use crate::error::{Error, Result};
 use crate::grid::{grid_image, save_png};
 use crate::settings::TrainConfig;
@@ -45,7 +47,6 @@ pub const BEST_FILE: &str = "best.safetensors";
 pub const META_QUALITY: &str = cdcgan_model::meta::QUALITY;
 const LATEST: &str = "latest";
 const LOCK_FILE: &str = "lock";
-const DATA_FILE: &str = "data.txt";
 /// Full-state checkpoints kept (the newest and the one before it).
 const KEEP_STATES: usize = 2;
 
@@ -320,24 +321,40 @@ impl Run {
     }
 
     /// Binds the run to its training data: records [`data_identity`] of `split` in
-    /// `data.txt` the first time, and refuses a split that differs from the recorded one
+    /// `data.toml` the first time, and refuses a split that differs from the recorded one
     /// afterwards, since resuming on other data would not continue the run exactly.
     /// [`Run::train`] calls it; call it first to check the data before anything else.
     pub fn bind_data(&self, split: &Split) -> Result<()> {
-        let path = self.dir.join(DATA_FILE);
+        let mut record = DataRecord::read(&self.dir)?;
         let given = data_identity(split);
-        match fs::read_to_string(&path) {
-            Ok(recorded) if recorded.trim() == given => Ok(()),
-            Ok(recorded) => Err(Error::DataChanged {
+        match record.identity {
+            Some(recorded) if recorded == given => Ok(()),
+            Some(recorded) => Err(Error::DataChanged {
                 dir: self.dir.clone(),
-                recorded: recorded.trim().to_owned(),
+                recorded,
                 given,
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(
-                cdcgan_nn::file::write_atomic(&path, format!("{given}\n").as_bytes())?,
-            ),
-            Err(source) => Err(Error::Io { path, source }),
+            None => {
+                record.identity = Some(given);
+                record.write(&self.dir)
+            }
         }
+    }
+
+    /// Where the run's data was read from, as [`Run::record_source`] left it (nothing
+    /// recorded: the default).
+    pub fn data_source(&self) -> Result<DataSource> {
+        Ok(DataRecord::read(&self.dir)?.source)
+    }
+
+    /// Records where the run's data is read from, beside its identity in `data.toml`.
+    pub fn record_source(&self, source: &DataSource) -> Result<()> {
+        let mut record = DataRecord::read(&self.dir)?;
+        if record.source != *source {
+            record.source = source.clone();
+            record.write(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Trains on `split` until the configured epochs are done or `observer` asks to stop.
@@ -669,21 +686,6 @@ fn lock_run(dir: &Path) -> Result<fs::File> {
     file.write_all(format!("{}\n", std::process::id()).as_bytes())
         .map_err(io)?;
     Ok(file)
-}
-
-/// What identifies a training split: its size and the SHA-256 of its labels and pixels (the
-/// first 16 hex digits), e.g. `60000 examples, sha256 2f0c5e17a4b3d9e8`.
-pub fn data_identity(split: &Split) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(split.labels())
-        .chain_update(split.pixels())
-        .finalize();
-    format!(
-        "{} examples, sha256 {}",
-        split.len(),
-        &hex::encode(digest)[..16]
-    )
 }
 
 /// Removes the temporary files a killed process left in `dir`: `.NAME.XXXXXX` from

@@ -353,9 +353,13 @@ fn a_run_is_bound_to_its_data_and_refuses_to_resume_on_other_data() {
     let mut run = Run::create(dir.path(), tiny(2, 8), &Device::Cpu).unwrap();
     run.train(&data, &mut StopAt(3)).unwrap();
     drop(run);
-    let recorded = std::fs::read_to_string(dir.path().join("data.txt")).unwrap();
-    assert_eq!(recorded.trim(), cdcgan_train::data_identity(&data));
-    assert!(recorded.starts_with("40 examples, sha256 "), "{recorded}");
+    let recorded = std::fs::read_to_string(dir.path().join("data.toml")).unwrap();
+    let identity = cdcgan_train::data_identity(&data);
+    assert!(identity.starts_with("40 examples, sha256 "), "{identity}");
+    assert!(
+        recorded.contains(&format!("identity = \"{identity}\"")),
+        "{recorded}"
+    );
 
     let mut run = Run::resume(dir.path(), &Device::Cpu).unwrap();
     // Fewer examples, or as many with one label changed: both are other data.

@@ -14,7 +14,7 @@ use clap::Args;
 #[derive(Args, Debug, Default)]
 pub struct TrainArgs {
     /// MNIST directory (else $MNIST_DIR, else data/mnist; a resumed run reads the directory it
-    /// was started with, recorded in RUN_DIR/data-source.toml).
+    /// was started with, recorded in RUN_DIR/data.toml).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Run directory to create.

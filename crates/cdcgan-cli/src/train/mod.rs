@@ -16,7 +16,7 @@ use mnist_data::Split;
 
 pub use args::TrainArgs;
 use display::Display;
-use source::{DataSource, load_split, start};
+use source::{load_split, start};
 
 use crate::generate::write_gif;
 use crate::watch::LiveJudge;
@@ -125,7 +125,7 @@ fn resumed(args: &TrainArgs, dir: &Path) -> Result<Option<Ready>> {
     }
     // A resumed run reads the data it was started on unless told otherwise; `bind_data`
     // refuses other data before any work is done.
-    let recorded = DataSource::read(run.dir())?.unwrap_or_default();
+    let recorded = run.data_source()?;
     let (split, test, source) = load_split(
         args.data.clone().or(recorded.dir),
         args.limit.or(recorded.limit),
