@@ -1,4 +1,4 @@
-//! Image grids of generated digits, written as PNG.
+//! Image grids of generated digits, written as PNG, and animations of them as GIF.
 
 use std::path::Path;
 
@@ -124,6 +124,28 @@ pub fn save_png(img: &GrayImage, path: &Path) -> Result<()> {
     Ok(cdcgan_nn::file::write_atomic(path, bytes.get_ref())?)
 }
 
+/// Writes grayscale `frames` as a looping GIF (`delay_ms` per frame), atomically.
+pub fn save_gif(frames: &[GrayImage], delay_ms: u32, path: &Path) -> Result<()> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    use image::{Delay, DynamicImage, Frame};
+    let mut bytes = Vec::new();
+    let encoded = (|| {
+        let mut enc = GifEncoder::new_with_speed(&mut bytes, 10);
+        enc.set_repeat(Repeat::Infinite)?;
+        for f in frames {
+            let rgba = DynamicImage::ImageLuma8(f.clone()).to_rgba8();
+            let delay = Delay::from_numer_denom_ms(delay_ms, 1);
+            enc.encode_frame(Frame::from_parts(rgba, 0, 0, delay))?;
+        }
+        Ok::<(), image::ImageError>(())
+    })();
+    encoded.map_err(|e| Error::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    Ok(cdcgan_nn::file::write_atomic(path, &bytes)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +196,28 @@ mod tests {
             .paste(&mut img, 4, &imgs.narrow(0, 4, 3).unwrap())
             .unwrap();
         assert!(img == whole);
+    }
+
+    #[test]
+    fn a_gif_holds_every_frame_in_order() {
+        use image::AnimationDecoder;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.gif");
+        let frames: Vec<GrayImage> = [0u8, 255]
+            .into_iter()
+            .map(|v| GrayImage::from_pixel(4, 3, Luma([v])))
+            .collect();
+        save_gif(&frames, 100, &path).unwrap();
+        let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let decoded = image::codecs::gif::GifDecoder::new(file)
+            .unwrap()
+            .into_frames()
+            .collect_frames()
+            .unwrap();
+        assert_eq!(decoded.len(), 2);
+        for (frame, want) in decoded.iter().zip([0u8, 255]) {
+            assert_eq!(frame.buffer().dimensions(), (4, 3));
+            assert!(frame.buffer().pixels().all(|p| p.0[0] == want), "{want}");
+        }
     }
 }

@@ -34,11 +34,11 @@ pub use augment::DiffAugment;
 pub use config::{MEMORY_BUDGET, Preset, RunConfig};
 pub use data::{DataSource, data_identity};
 pub use error::{Error, Result};
-pub use grid::{GRID_PAD, GridLayout, MAX_GRID_PIXELS, grid_image, image_size, save_png};
+pub use grid::{GRID_PAD, GridLayout, MAX_GRID_PIXELS, grid_image, image_size, save_gif, save_png};
 pub use loss::bce_with_logits;
 pub use run::{
-    BEST_FILE, EpochReport, EpochTimes, META_QUALITY, Observer, Outcome, Quality, Run, StepReport,
-    epoch_generator_path, epoch_generators, latest_state,
+    BEST_FILE, EpochReport, EpochTimes, META_QUALITY, Observer, Outcome, PROGRESS_GIF, Quality,
+    Run, StepReport, epoch_generator_path, epoch_generators, latest_state,
 };
 #[cfg(feature = "clap")]
 pub use settings::{FixedFlags, TrainFlags};

@@ -6,6 +6,7 @@
 //!   metrics.csv                     epoch,step,d_loss,g_loss,d_real,d_fake,images_per_sec,
 //!                                   accuracy,fid,diversity_min (an epoch's last row, when judged)
 //!   samples/epoch-001.png           fixed-noise grid, one row per class
+//!   progress.gif                    the grids of every epoch ([`Run::finish`])
 //!   checkpoints/state-00000469.safetensors   full training state (the last two are kept)
 //!   checkpoints/latest              name of the newest complete state file
 //!   checkpoints/gen-epoch-001.safetensors    generator alone (EMA when on), one per epoch
@@ -33,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::RunConfig;
 use crate::data::{DataRecord, DataSource, data_identity};
 use crate::error::{Error, Result};
-use crate::grid::{grid_image, save_png};
+use crate::grid::{grid_image, save_gif, save_png};
 use crate::settings::TrainConfig;
 use crate::trainer::{Position, StepStats, Trainer};
 
@@ -47,6 +48,9 @@ pub const BEST_FILE: &str = "best.safetensors";
 pub const META_QUALITY: &str = cdcgan_model::meta::QUALITY;
 const LATEST: &str = "latest";
 const LOCK_FILE: &str = "lock";
+const SAMPLES_DIR: &str = "samples";
+/// The end-of-run animation of the epoch grids ([`Run::finish`]).
+pub const PROGRESS_GIF: &str = "progress.gif";
 /// Full-state checkpoints kept (the newest and the one before it).
 const KEEP_STATES: usize = 2;
 
@@ -206,7 +210,7 @@ impl Run {
         if dir.join(CONFIG_FILE).exists() {
             return Err(Error::RunExists(dir));
         }
-        for sub in ["samples", "checkpoints"] {
+        for sub in [SAMPLES_DIR, "checkpoints"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(|source| Error::Io { path: p, source })?;
         }
@@ -241,7 +245,7 @@ impl Run {
             return Err(Error::NothingToResume(dir));
         }
         let lock = lock_run(&dir)?;
-        for sub in ["", "samples", "checkpoints"] {
+        for sub in ["", SAMPLES_DIR, "checkpoints"] {
             remove_temporaries(&dir.join(sub));
         }
         // The newest state that loads; one that fails (a bad checksum, a truncated file) is
@@ -355,6 +359,43 @@ impl Run {
             record.write(&self.dir)?;
         }
         Ok(())
+    }
+
+    /// The end-of-run animation: every epoch's sample grid, in order, as
+    /// `RUN_DIR/progress.gif` (half a second a frame). Returns its path.
+    pub fn finish(&self) -> Result<PathBuf> {
+        let samples = self.dir.join(SAMPLES_DIR);
+        let io = |path: &Path, source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut grids: Vec<PathBuf> = fs::read_dir(&samples)
+            .map_err(|e| io(&samples, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("epoch-") && n.ends_with(".png"))
+            })
+            .collect();
+        grids.sort();
+        if grids.is_empty() {
+            return Err(io(
+                &samples,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no epoch grids"),
+            ));
+        }
+        let frames = grids
+            .iter()
+            .map(|p| {
+                image::open(p)
+                    .map(|i| i.to_luma8())
+                    .map_err(|e| io(p, std::io::Error::other(e)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let gif = self.dir.join(PROGRESS_GIF);
+        save_gif(&frames, 500, &gif)?;
+        Ok(gif)
     }
 
     /// Trains on `split` until the configured epochs are done or `observer` asks to stop.
@@ -492,7 +533,7 @@ impl Run {
         let img = grid_image(&images, self.trainer.config().train.grid_per_class, 1)?;
         let path = self
             .dir
-            .join("samples")
+            .join(SAMPLES_DIR)
             .join(format!("epoch-{epoch:03}.png"));
         save_png(&img, &path)?;
         Ok(path)

@@ -9,7 +9,9 @@ use cdcgan_train::{GridLayout, grid_image, save_png};
 use clap::Args;
 use mnist_data::NUM_CLASSES;
 
-use super::{check_output, rng, write_gif};
+use cdcgan_train::save_gif;
+
+use super::{check_output, rng};
 
 /// Options of `cdcgan interpolate`.
 #[derive(Args, Debug)]
@@ -93,7 +95,7 @@ pub fn interpolate(src: &Sampler, o: &InterpolateOpts) -> Result<()> {
             let row = images.index_select(&idx, 0)?;
             frames.push(grid_image(&row, NUM_CLASSES, o.scale.max(2))?);
         }
-        write_gif(&frames, 120, gif)?;
+        save_gif(&frames, 120, gif)?;
         println!("wrote {} ({} frames)", gif.display(), frames.len());
     }
     Ok(())

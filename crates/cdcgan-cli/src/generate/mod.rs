@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 use cdcgan_model::{Checkpoint, Sampler};
-use image::{Delay, Frame, GrayImage, RgbaImage};
 use mnist_data::{NUM_CLASSES, Split};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -102,27 +101,6 @@ pub fn per_class_labels(per_class: usize) -> Vec<u8> {
 
 pub(crate) fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
-}
-
-/// Writes grayscale `frames` as a looping GIF (`delay_ms` per frame), atomically.
-pub fn write_gif(frames: &[GrayImage], delay_ms: u32, path: &Path) -> Result<()> {
-    let mut bytes = Vec::new();
-    {
-        let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut bytes, 10);
-        enc.set_repeat(image::codecs::gif::Repeat::Infinite)?;
-        for f in frames {
-            let rgba: RgbaImage = image::DynamicImage::ImageLuma8(f.clone()).to_rgba8();
-            enc.encode_frame(Frame::from_parts(
-                rgba,
-                0,
-                0,
-                Delay::from_numer_denom_ms(delay_ms, 1),
-            ))?;
-        }
-    }
-    cdcgan_nn::file::write_atomic(path, &bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// `cdcgan export`: the generator (EMA weights unless `raw`) of any checkpoint as a small standalone file.

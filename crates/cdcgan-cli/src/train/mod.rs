@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use candle_core::Device;
 use cdcgan_train::{Outcome, Run};
 use mnist_data::Split;
@@ -18,7 +18,6 @@ pub use args::TrainArgs;
 use display::Display;
 use source::{load_split, start};
 
-use crate::generate::write_gif;
 use crate::watch::LiveJudge;
 
 /// A run ready to train: the run, its training split and the test split.
@@ -55,7 +54,7 @@ pub fn train(args: &TrainArgs) -> Result<Outcome> {
     display.bar.finish_and_clear();
     match &outcome {
         Outcome::Finished => {
-            let (gif, plot) = finish_files(&dir)?;
+            let (gif, plot) = finish_files(&run)?;
             if !args.quiet && !args.json {
                 eprintln!(
                     "done: {} and {} in {}",
@@ -185,32 +184,9 @@ fn with_hint(e: cdcgan_train::Error, dir: &Path) -> anyhow::Error {
 }
 
 /// `progress.gif` (every epoch grid in order) and `losses.png` (D and G loss against steps).
-pub fn finish_files(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let samples = dir.join("samples");
-    let mut grids: Vec<PathBuf> = std::fs::read_dir(&samples)
-        .with_context(|| format!("cannot list {}", samples.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("epoch-") && n.ends_with(".png"))
-        })
-        .collect();
-    grids.sort();
-    if grids.is_empty() {
-        bail!("no epoch grids in {}", samples.display());
-    }
-    let frames = grids
-        .iter()
-        .map(|p| {
-            image::open(p)
-                .map(|i| i.to_luma8())
-                .with_context(|| format!("cannot read {}", p.display()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let gif = dir.join("progress.gif");
-    write_gif(&frames, 500, &gif)?;
-    let plot = dir.join("losses.png");
-    crate::plot::loss_plot(&dir.join("metrics.csv"), &plot)?;
+pub fn finish_files(run: &Run) -> Result<(PathBuf, PathBuf)> {
+    let gif = run.finish()?;
+    let plot = run.dir().join("losses.png");
+    crate::plot::loss_plot(&run.dir().join("metrics.csv"), &plot)?;
     Ok((gif, plot))
 }
