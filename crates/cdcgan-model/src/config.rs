@@ -1,4 +1,5 @@
-//! The model configuration: one serde struct shared by code, config files and checkpoints.
+//! The model configuration: one serde struct shared by code, config files, checkpoints and
+//! (with the `clap` feature) command-line flags.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,7 @@ pub const ARCH: &str = "dcgan28";
 
 /// How the class label enters the networks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum LabelInput {
     /// G: `concat(z, onehot(y))`; D: ten one-hot planes beside the image.
@@ -23,37 +25,74 @@ pub enum LabelInput {
     Embedding,
 }
 
-/// The knobs of the `dcgan28` architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
+/// Declares the architecture's knobs once: [`ModelConfig`] and, with the `clap` feature,
+/// [`ModelFlags`] (each knob as an optional flag, its doc the `--help` text). A knob may carry
+/// extra clap arguments in `#[flag(...)]`.
+macro_rules! model_knobs {
+    ( $( $(#[doc = $doc:literal])* $(#[flag($($flag:tt)*)])? $name:ident : $ty:ty, )* ) => {
+        /// The knobs of the `dcgan28` architecture (the `[model]` table of a config file).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct ModelConfig {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        /// Every [`ModelConfig`] knob as an optional flag, for command-line front ends.
+        #[cfg(feature = "clap")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::Args)]
+        pub struct ModelFlags {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, help_heading = "Model" $(, $($flag)*)?)]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        #[cfg(feature = "clap")]
+        impl ModelFlags {
+            /// `model` with every flag given.
+            pub fn apply(&self, model: ModelConfig) -> ModelConfig {
+                let mut m = model;
+                $( if let Some(v) = self.$name { m.$name = v; } )*
+                m
+            }
+        }
+    };
+}
+
+model_knobs! {
     /// Dimension of the noise vector z.
-    pub z_dim: usize,
+    z_dim: usize,
     /// Generator width: `deconv1` outputs this many channels, `fc` twice as many at 7x7.
-    pub gen_width: usize,
+    gen_width: usize,
     /// Discriminator width: `conv1` outputs this many channels, `conv2` twice as many.
-    pub disc_width: usize,
-    /// How the label enters both networks.
-    pub label_input: LabelInput,
+    disc_width: usize,
+    /// How the label enters both networks: one-hot or embedding.
+    label_input: LabelInput,
     /// D also scores the label by projection (Miyato & Koyama 2018): its logit gains
     /// `embed(y) · features`, a learned 10-row table over the flattened `conv2` features.
-    pub projection: bool,
+    #[flag(value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    projection: bool,
     /// G's BatchNorms take their scale and shift from the label (class-conditional
     /// BatchNorm): their `weight` and `bias` are `[10, channels]` tables.
-    pub class_norm: bool,
+    #[flag(value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    class_norm: bool,
     /// D's last layer also sees the minibatch standard deviation (Karras et al. 2018): the
     /// std over the batch of each `conv2` feature, averaged, as one more input of `fc`, so D
     /// can tell a batch short of variety from a real one.
-    pub minibatch_std: bool,
+    #[flag(value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    minibatch_std: bool,
     /// D's weights (`conv1`, `conv2`, `fc`, and `proj` with `projection` unless
     /// `spectral_norm_proj` is false) are spectrally normalised (Miyato et al. 2018), and D
     /// drops its BatchNorm for a bias on `conv2`, as in SN-GAN: each layer is then
     /// 1-Lipschitz, which keeps D's gradients to G informative.
-    pub spectral_norm: bool,
+    #[flag(value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    spectral_norm: bool,
     /// With `spectral_norm` and `projection`, `proj` is normalised too (the default, as in
     /// Miyato & Koyama 2018); `false` leaves the label table free to outgrow the image term,
     /// which holds the label better (docs/results.md, run 37).
-    pub spectral_norm_proj: bool,
+    #[flag(value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    spectral_norm_proj: bool,
 }
 
 impl Default for ModelConfig {

@@ -33,6 +33,8 @@ mod sampler;
 pub use checkpoint::{
     Checkpoint, FORMAT_VERSION, MAX_HEADER_BYTES, META_ARCH, META_FORMAT, META_MODEL, META_SHA256,
 };
+#[cfg(feature = "clap")]
+pub use config::ModelFlags;
 pub use config::{ARCH, IMAGE_SIDE, LabelInput, ModelConfig, NUM_CLASSES};
 pub use error::{Error, Result};
 pub use gan::{

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cdcgan_model::LabelInput;
+use cdcgan_model::ModelFlags;
 use cdcgan_train::{Preset, RunConfig, TrainFlags};
 use clap::Args;
 
@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// Continue the interrupted run in RUN_DIR exactly (its config is used; --epochs may
     /// extend or shorten it, and the flags a `[[phase]]` may set, from --lr to --eval-every,
     /// change it from here on).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config", "FixedFlags"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "print_config", "FixedFlags", "ModelFlags"])]
     pub resume: Option<PathBuf>,
     /// A TOML config file (see --print-config for every field): its `preset` (default sngan)
     /// with the file's settings over it; `[[phase]]` tables change the rates and loss knobs
@@ -52,37 +52,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub train: TrainFlags,
 
-    /// Noise size.
-    #[arg(long, help_heading = "Model", conflicts_with = "resume")]
-    pub z_dim: Option<usize>,
-    /// Generator base width (channels of its last hidden layer).
-    #[arg(long, help_heading = "Model", conflicts_with = "resume")]
-    pub gen_width: Option<usize>,
-    /// Discriminator base width (channels of its first layer).
-    #[arg(long, help_heading = "Model", conflicts_with = "resume")]
-    pub disc_width: Option<usize>,
-    /// How labels enter the networks: one-hot or embedding.
-    #[arg(long, value_parser = ["one-hot", "embedding"], help_heading = "Model", conflicts_with = "resume")]
-    pub label_input: Option<String>,
-    /// D also scores the label by projection (`--projection false` turns a config's off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
-    pub projection: Option<bool>,
-    /// G's BatchNorms take a scale and shift per class (`--class-norm false` turns a config's
-    /// off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
-    pub class_norm: Option<bool>,
-    /// D's last layer also sees the batch's feature spread (minibatch standard deviation;
-    /// `--minibatch-std false` turns a config's off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
-    pub minibatch_std: Option<bool>,
-    /// D's weights are spectrally normalised and its BatchNorm dropped, as in SN-GAN
-    /// (`--spectral-norm false` turns a config's off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
-    pub spectral_norm: Option<bool>,
-    /// With --spectral-norm and --projection, normalise the projection table too (default
-    /// true; `--spectral-norm-proj false` leaves it free, which holds the label better).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = "Model", conflicts_with = "resume")]
-    pub spectral_norm_proj: Option<bool>,
+    /// Every model knob (the `[model]` table), as flags.
+    #[command(flatten)]
+    pub model: ModelFlags,
     /// Use at most this many training images (quick experiments and tests; a resumed run
     /// keeps the limit it was started with).
     #[arg(long, value_name = "N", help_heading = "Data")]
@@ -102,19 +74,7 @@ impl TrainArgs {
         };
         // Each flag given replaces its field of the file's or preset's settings.
         c.train = self.train.apply(c.train);
-        macro_rules! set {
-            ($to:expr; $($field:ident),*) => { $(if let Some(v) = self.$field { $to.$field = v; })* };
-        }
-        let m = &mut c.model;
-        set!(m; z_dim, gen_width, disc_width, projection, class_norm, minibatch_std);
-        set!(m; spectral_norm, spectral_norm_proj);
-        if let Some(v) = &self.label_input {
-            m.label_input = if v == "embedding" {
-                LabelInput::Embedding
-            } else {
-                LabelInput::OneHot
-            };
-        }
+        c.model = self.model.apply(c.model);
         c.validate()?;
         Ok(c)
     }
