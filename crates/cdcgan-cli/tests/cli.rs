@@ -309,27 +309,9 @@ fn train_writes_every_file_and_ctrl_c_then_resume_finishes() {
         &train_args(data, "run-off", &["--epochs", "1", "--eval-every", "0"]),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = cdcgan(
-        dir.path(),
-        &[
-            "train",
-            "--data",
-            data,
-            "--out",
-            "run-profile",
-            "--epochs",
-            "1",
-            "--z-dim",
-            "8",
-            "--gen-width",
-            "4",
-            "--disc-width",
-            "4",
-            "--batch-size",
-            "16",
-            "--profile",
-        ],
-    );
+    let mut args = train_args(data, "run-profile", &["--epochs", "1", "--profile"]);
+    args.retain(|a| *a != "--quiet");
+    let out = cdcgan(dir.path(), &args);
     let err = stderr(&out);
     assert!(
         err.contains("time: steps") && err.contains("judge"),
