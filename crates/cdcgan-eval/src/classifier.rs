@@ -29,7 +29,7 @@ use cdcgan_nn::layers::{self, BatchNorm, Conv2d, ConvConfig};
 use mnist_data::{IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES, Split, pixel_to_signed};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 
 use crate::error::{Error, Result};
 
@@ -245,18 +245,9 @@ impl Classifier {
             origin: origin.to_owned(),
             problem,
         };
-        let st_err = |source| Error::Safetensors {
-            origin: origin.to_owned(),
-            source,
-        };
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(st_err)?;
-        let mut record: BTreeMap<String, String> = header
-            .metadata()
-            .as_ref()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
+        let mut record = file::metadata(bytes, origin)?;
         check_arch(record.remove(META_ARCH), origin)?;
-        let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
+        let st = file::deserialize(bytes, origin)?;
         // Files written before checksums have none; one that has it must match.
         file::verify_digest(&st, &record, META_SHA256, origin)?;
         record.remove(META_SHA256);

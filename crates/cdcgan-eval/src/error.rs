@@ -1,7 +1,5 @@
 //! The crate's error type.
 
-use std::path::PathBuf;
-
 /// Everything that can go wrong training the classifier or measuring a set of digits.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -9,30 +7,12 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// The optimizer failed.
+    /// The optimizer failed, or reading, parsing or writing a classifier file did.
     #[error(transparent)]
     Nn(#[from] cdcgan_nn::Error),
     /// Reading or writing data failed.
     #[error(transparent)]
     Data(#[from] mnist_data::Error),
-    /// Reading a classifier file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The bytes are not a valid safetensors file.
-    #[error("{origin}: not a valid safetensors file: {source}")]
-    Safetensors {
-        /// Where the bytes came from.
-        origin: String,
-        /// The parser's complaint.
-        #[source]
-        source: safetensors::SafeTensorError,
-    },
     /// A classifier file that does not match the architecture.
     #[error("{origin}: {problem}")]
     BadFile {

@@ -26,7 +26,7 @@ use std::path::Path;
 
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 
 use cdcgan_nn::file;
 
@@ -146,23 +146,14 @@ impl Checkpoint {
 
     /// Parses safetensors bytes; `origin` names them in errors. Tensors come back as f32.
     pub fn from_bytes(bytes: &[u8], origin: &str, device: &Device) -> Result<Self> {
-        let st_err = |source| Error::Safetensors {
-            origin: origin.to_owned(),
-            source,
-        };
         let header_len = file::header_len(bytes, bytes.len() as u64, origin)?;
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(st_err)?;
-        let mut metadata: BTreeMap<String, String> = header
-            .metadata()
-            .as_ref()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
+        let mut metadata = file::metadata(bytes, origin)?;
         let config = header_config(&metadata, origin)?;
         let max = 8 + header_len + max_data(&config);
         if bytes.len() as u64 > max {
             return Err(too_large(&config, bytes.len() as u64, max, origin));
         }
-        let st = SafeTensors::deserialize(bytes).map_err(st_err)?;
+        let st = file::deserialize(bytes, origin)?;
         file::verify_digest(&st, &metadata, META_SHA256, origin)?;
         for key in [META_FORMAT, META_ARCH, META_MODEL, META_SHA256] {
             metadata.remove(key);
@@ -245,11 +236,12 @@ fn max_data(config: &ModelConfig) -> u64 {
 }
 
 fn too_large(config: &ModelConfig, len: u64, max: u64, origin: &str) -> Error {
-    Error::TooLarge {
+    cdcgan_nn::Error::File {
         origin: origin.to_owned(),
         problem: format!(
             "{len} bytes, but a checkpoint of this model (z {}, widths {}/{}) holds at most {max}",
             config.z_dim, config.gen_width, config.disc_width
         ),
     }
+    .into()
 }

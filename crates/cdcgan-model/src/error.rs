@@ -9,32 +9,16 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// Reading or writing a safetensors file failed, or it is larger than it may be.
+    /// Reading, parsing or writing a safetensors file failed, or it is larger than a
+    /// checkpoint of its architecture can be.
     #[error(transparent)]
     File(#[from] cdcgan_nn::Error),
-    /// The bytes are not a valid safetensors file.
-    #[error("{origin}: not a valid safetensors checkpoint: {source}")]
-    Safetensors {
-        /// Where the bytes came from.
-        origin: String,
-        /// The parser's complaint.
-        #[source]
-        source: safetensors::SafeTensorError,
-    },
     /// The checkpoint's metadata is missing or malformed.
     #[error("{origin}: bad checkpoint metadata: {problem}")]
     Metadata {
         /// Where the bytes came from.
         origin: String,
         /// What is wrong.
-        problem: String,
-    },
-    /// The file is larger than any checkpoint of its architecture can be, or its header is.
-    #[error("{origin}: {problem}")]
-    TooLarge {
-        /// Where the bytes came from.
-        origin: String,
-        /// Which size is out of bounds.
         problem: String,
     },
     /// A tensor the architecture needs is absent.

@@ -16,9 +16,9 @@
 //!
 //! // The file may hold 8 bytes of length, the header and 4 bytes per value.
 //! let bytes = file::read_bounded(&path, |_meta| Ok::<_, cdcgan_nn::Error>(6 * 4))?;
-//! let st = safetensors::SafeTensors::deserialize(&bytes)?;
-//! let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
-//! let meta: BTreeMap<_, _> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+//! let meta = file::metadata(&bytes, "w.safetensors")?;
+//! assert_eq!(meta["author"], "me");
+//! let st = file::deserialize(&bytes, "w.safetensors")?;
 //! file::verify_digest(&st, &meta, "sha256", "w.safetensors")?;
 //! assert!(file::read_bounded(&path, |_meta| Ok::<_, cdcgan_nn::Error>(5 * 4)).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -30,6 +30,7 @@ use std::path::Path;
 
 use atomic_write_file::AtomicWriteFile;
 use candle_core::Tensor;
+use safetensors::SafeTensors;
 use safetensors::tensor::View;
 
 use crate::error::{Error, Result};
@@ -90,10 +91,7 @@ pub fn serialize(
     let metadata = &metadata;
     let hashed: HashMap<String, String> = metadata.clone().into_iter().collect();
     let mut bytes =
-        safetensors::serialize(tensors, Some(hashed)).map_err(|source| Error::Safetensors {
-            origin: "<serialise>".into(),
-            source,
-        })?;
+        safetensors::serialize(tensors, Some(hashed)).map_err(|e| invalid("<serialise>", e))?;
     const PREFIX: &[u8] = b"{\"__metadata__\":";
     let sorted = serde_json::to_vec(metadata).map_err(|e| Error::File {
         origin: "<serialise>".into(),
@@ -122,7 +120,7 @@ pub fn serialize(
 /// Checks the [`digest`] stored under `digest_key` in `metadata`, if there is one, against
 /// the tensors of `st` (read from `origin`).
 pub fn verify_digest(
-    st: &safetensors::SafeTensors<'_>,
+    st: &SafeTensors<'_>,
     metadata: &BTreeMap<String, String>,
     digest_key: &str,
     origin: &str,
@@ -167,6 +165,31 @@ pub fn header_len(bytes: &[u8], file_len: u64, origin: &str) -> Result<u64> {
         )));
     }
     Ok(n)
+}
+
+/// The `__metadata__` of safetensors `bytes` (empty when there is none), after their header
+/// is parsed and checked; errors name `origin`.
+pub fn metadata(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, String>> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| invalid(origin, e))?;
+    Ok(header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// Parses safetensors `bytes` into a view of their tensors (nothing is copied); errors name
+/// `origin`.
+pub fn deserialize<'a>(bytes: &'a [u8], origin: &str) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| invalid(origin, e))
+}
+
+fn invalid(origin: &str, source: safetensors::SafeTensorError) -> Error {
+    Error::Safetensors {
+        origin: origin.to_owned(),
+        source,
+    }
 }
 
 /// The `__metadata__` of a safetensors header (the JSON after the length); empty when the
@@ -241,9 +264,10 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(serialize(tensors(), &meta, Some("sum")).unwrap(), first);
         }
-        let st = safetensors::SafeTensors::deserialize(&first).unwrap();
-        let (n, _) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        let st = deserialize(&first, "t").unwrap();
+        let (n, _) = SafeTensors::read_metadata(&first).unwrap();
         let read = header_metadata(&first[8..8 + n]);
+        assert_eq!(metadata(&first, "t").unwrap(), read);
         assert_eq!(read["sum"], digest(st.tensors()));
         verify_digest(&st, &read, "sum", "t").unwrap();
         let mut wrong = read.clone();
@@ -253,6 +277,26 @@ mod tests {
             .to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
         assert!(serialize(tensors(), &BTreeMap::new(), None).is_ok());
+    }
+
+    #[test]
+    fn bytes_that_are_not_safetensors_are_refused_naming_their_origin() {
+        let good = serialize(tensors(), &BTreeMap::new(), None).unwrap();
+        for bad in [&b""[..], b"garbage!garbage!", &good[..good.len() - 1]] {
+            let err = deserialize(bad, "w.safetensors")
+                .err()
+                .map(|e| e.to_string());
+            let err = err.unwrap_or_default();
+            assert!(
+                err.starts_with("w.safetensors: not a valid safetensors file"),
+                "{err}"
+            );
+        }
+        let err = metadata(b"garbage!", "w.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("w.safetensors: "), "{err}");
+        assert!(metadata(&good, "w").unwrap().is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub enum Error {
     /// The layer crate failed (the optimizer).
     #[error(transparent)]
     Nn(#[from] cdcgan_nn::Error),
-    /// The data crate failed (batching, atomic writes).
+    /// The data crate failed (reading MNIST, batching).
     #[error(transparent)]
     Data(#[from] mnist_data::Error),
     /// A file in the run directory could not be read or written.
