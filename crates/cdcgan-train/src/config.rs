@@ -150,7 +150,7 @@ impl RunConfig {
                 MEMORY_BUDGET >> 30
             )));
         }
-        validate_phases(&self.phases, self.train)
+        validate_phases(&self.phases, self.train, &self.model)
     }
 
     /// A coarse upper estimate of a run's memory, in bytes: every value of both networks five
@@ -210,9 +210,10 @@ impl RunConfig {
 }
 
 /// Checks a schedule against the settings it starts from.
-fn validate_phases(phases: &[Phase], train: TrainConfig) -> Result<()> {
+fn validate_phases(phases: &[Phase], train: TrainConfig, model: &ModelConfig) -> Result<()> {
     let mut t = train;
     let mut last = 0;
+    check_r1(&t, model)?;
     for p in phases {
         if p.from_epoch <= last {
             return Err(Error::Config(format!(
@@ -222,10 +223,25 @@ fn validate_phases(phases: &[Phase], train: TrainConfig) -> Result<()> {
         }
         last = p.from_epoch;
         t = p.apply(t);
-        t.validate().map_err(|e| match e {
-            Error::Config(m) => Error::Config(format!("phase from epoch {last}: {m}")),
-            e => e,
-        })?;
+        t.validate()
+            .and_then(|()| check_r1(&t, model))
+            .map_err(|e| match e {
+                Error::Config(m) => Error::Config(format!("phase from epoch {last}: {m}")),
+                e => e,
+            })?;
+    }
+    Ok(())
+}
+
+/// R1 differentiates D per example, so it needs a D whose logit depends on its own example
+/// alone: spectral normalisation instead of BatchNorm, no minibatch std.
+pub(crate) fn check_r1(train: &TrainConfig, model: &ModelConfig) -> Result<()> {
+    if train.r1 > 0.0 && (!model.spectral_norm || model.minibatch_std) {
+        return Err(Error::Config(
+            "r1 needs a discriminator without BatchNorm or minibatch std \
+             (spectral_norm = true, minibatch_std = false; the sngan preset)"
+                .into(),
+        ));
     }
     Ok(())
 }

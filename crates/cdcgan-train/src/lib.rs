@@ -15,7 +15,9 @@
 //! - [`Trainer`]: the state (networks, [`cdcgan_nn::Adam`] optimizers, EMA, noise stream) and one step:
 //!   D on real (target 1, or `1 - label_smoothing`) and detached fakes (target 0), optional
 //!   clipping of D, then G with the non-saturating loss (plus, optionally, the mode-seeking
-//!   term over same-class pairs, in pixels or in D's features); losses by [`bce_with_logits`].
+//!   term over same-class pairs, in pixels or in D's features); losses by [`bce_with_logits`];
+//!   optionally the R1 penalty on real digits every few D steps, computed from first-order
+//!   passes only (central differences along ∇ₓD).
 //! - [`Run`]: a run directory; [`Run::resume`] continues bit-for-bit where it stopped.
 //! - [`RunConfig`]: model, settings and [`Phase`]s (settings changed from an epoch on).
 //! - [`Observer`]: progress callbacks; the library prints nothing.
@@ -26,6 +28,7 @@ mod data;
 mod error;
 mod grid;
 mod loss;
+mod r1;
 mod run;
 mod settings;
 mod trainer;

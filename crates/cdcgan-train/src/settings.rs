@@ -126,6 +126,12 @@ train_settings! {
         /// Clip every discriminator parameter to [-clip, clip] after each D step (the
         /// WGAN-style variant); 0 = off.
         clip: f64 = 0.0,
+        /// Strength γ of the R1 gradient penalty on real digits, γ/2·mean|∇ₓD(x,y)|² (the
+        /// StyleGAN regulariser beside the BCE loss); 0 = off. Needs a D without BatchNorm
+        /// or minibatch std (the `sngan` preset).
+        r1: f64 = 0.0,
+        /// D steps between R1 penalties (lazy regularisation; the penalty is scaled by it).
+        r1_every: u32 = 16,
         /// Steps between metrics.csv rows.
         log_every: u64 = 50,
         /// Epochs between quality measurements of the sampling generator (label accuracy,
@@ -261,6 +267,12 @@ impl TrainConfig {
         }
         if !(self.clip >= 0.0 && self.clip.is_finite()) {
             return fail("clip must be 0 (off) or positive");
+        }
+        if !(self.r1 >= 0.0 && self.r1.is_finite()) {
+            return fail("r1 must be 0 (off) or positive");
+        }
+        if self.r1_every == 0 {
+            return fail("r1_every must be at least 1");
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return fail("ema_decay must be in [0, 1)");

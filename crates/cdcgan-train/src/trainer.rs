@@ -222,6 +222,7 @@ impl Trainer {
     /// names it.
     pub fn retune(&mut self, train: TrainConfig) -> Result<()> {
         train.validate()?;
+        crate::config::check_r1(&train, &self.config.model)?;
         let changed = self.config.train.fixed_changes(&train);
         if !changed.is_empty() {
             return Err(Error::Config(format!(
@@ -301,11 +302,19 @@ impl Trainer {
                     d.forward_t(&fake, &fake_labels, true)?,
                 )
             };
-            let loss = (bce_with_logits(&d_real, real_target)? + bce_with_logits(&d_fake, 0.0)?)?;
+            let mut loss =
+                (bce_with_logits(&d_real, real_target)? + bce_with_logits(&d_fake, 0.0)?)?;
             stats.d_loss = scalar(&loss)?;
             check_finite(stats.d_loss, "discriminator loss", self.position.step)?;
             stats.d_real = scalar(&sigmoid(&d_real)?.mean_all()?)?;
             stats.d_fake = scalar(&sigmoid(&d_fake)?.mean_all()?)?;
+            // Lazy R1: on every `r1_every`-th D update, counted by the optimizer (saved with it).
+            if t.r1 > 0.0 && self.opt_d.steps().is_multiple_of(u64::from(t.r1_every)) {
+                let every = f64::from(t.r1_every);
+                let r1 = crate::r1::r1(d, images, labels, t.r1, every)?;
+                check_finite(r1.penalty, "R1 penalty", self.position.step)?;
+                loss = (loss + r1.surrogate)?;
+            }
             self.opt_d.step(&loss.backward()?)?;
             if t.clip > 0.0 {
                 for (_, var) in self.opt_d.vars() {

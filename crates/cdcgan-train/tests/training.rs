@@ -261,6 +261,41 @@ fn spectral_norm_trains_keeps_its_vectors_and_resumes_exactly() {
 }
 
 #[test]
+fn r1_changes_the_weights_resumes_exactly_and_needs_a_per_example_discriminator() {
+    let data = patterns(30);
+    let mut cfg = tiny(2, 6);
+    cfg.model.spectral_norm = true;
+    cfg.model.projection = true;
+    let plain = trained(cfg.clone(), &data);
+    cfg.train.r1 = 1.0;
+    cfg.train.r1_every = 2;
+    let want = trained(cfg.clone(), &data);
+    assert!(want.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+    assert_ne!(want, plain);
+    // Stopped after an odd number of D updates: the lazy interval counts on across the resume.
+    assert_eq!(stopped_and_resumed(cfg.clone(), &data, 3), want);
+
+    // With BatchNorm in D a logit depends on the whole batch: refused, also from a phase.
+    cfg.model.spectral_norm = false;
+    let dir = tempfile::tempdir().unwrap();
+    let err = Run::create(dir.path(), cfg.clone(), &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("r1 needs"), "{err}");
+    cfg.train.r1 = 0.0;
+    cfg.phases = vec![Phase {
+        from_epoch: 2,
+        set: Tuning {
+            r1: Some(0.5),
+            ..Tuning::default()
+        },
+    }];
+    let err = Run::create(dir.path(), cfg, &Device::Cpu).unwrap_err();
+    assert!(
+        err.to_string().contains("phase from epoch 2: r1 needs"),
+        "{err}"
+    );
+}
+
+#[test]
 fn resume_falls_back_to_the_older_state_when_the_newest_is_damaged() {
     let data = patterns(40);
     let dir = tempfile::tempdir().unwrap();
