@@ -776,6 +776,9 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
 struct Interval {
     n: usize,
     sum: StepStats,
+    /// Steps that carried an R1 penalty (absent in states written before R1).
+    #[serde(default)]
+    r1_n: usize,
 }
 
 /// The sums a run carries across steps: the epoch's, and the metrics row's.
@@ -819,6 +822,10 @@ impl Interval {
         self.sum.g_loss += s.g_loss;
         self.sum.d_real += s.d_real;
         self.sum.d_fake += s.d_fake;
+        if let Some(r1) = s.r1 {
+            self.r1_n += 1;
+            self.sum.r1 = Some(self.sum.r1.unwrap_or(0.0) + r1);
+        }
     }
 
     fn mean(&self) -> StepStats {
@@ -828,6 +835,7 @@ impl Interval {
             g_loss: self.sum.g_loss / n,
             d_real: self.sum.d_real / n,
             d_fake: self.sum.d_fake / n,
+            r1: self.sum.r1.map(|sum| sum / self.r1_n.max(1) as f64),
         }
     }
 }

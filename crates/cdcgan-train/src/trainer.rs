@@ -46,6 +46,9 @@ pub struct StepStats {
     pub d_real: f64,
     /// Mean D(G(z)) on generated images, before the D step.
     pub d_fake: f64,
+    /// The R1 penalty `γ/2·mean‖∇ₓD‖²` on the real batch, on the steps that apply it (every
+    /// `r1_every`-th D update with `r1` on); `None` on the others.
+    pub r1: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -313,6 +316,7 @@ impl Trainer {
                 let every = f64::from(t.r1_every);
                 let r1 = crate::r1::r1(d, images, labels, t.r1, every)?;
                 check_finite(r1.penalty, "R1 penalty", self.position.step)?;
+                stats.r1 = Some(r1.penalty);
                 loss = (loss + r1.surrogate)?;
             }
             self.opt_d.step(&loss.backward()?)?;

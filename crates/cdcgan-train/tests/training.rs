@@ -274,6 +274,20 @@ fn r1_changes_the_weights_resumes_exactly_and_needs_a_per_example_discriminator(
     assert_ne!(want, plain);
     // Stopped after an odd number of D updates: the lazy interval counts on across the resume.
     assert_eq!(stopped_and_resumed(cfg.clone(), &data, 3), want);
+    // Each epoch reports the mean penalty of the steps that applied it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut epochs = Epochs::default();
+    Run::create(dir.path(), cfg.clone(), &Device::Cpu)
+        .unwrap()
+        .train(&data, &mut epochs)
+        .unwrap();
+    assert_eq!(epochs.seen.len(), 2);
+    for (_, _, mean) in &epochs.seen {
+        assert!(
+            mean.r1.is_some_and(|p| p > 0.0 && p.is_finite()),
+            "{mean:?}"
+        );
+    }
 
     // With BatchNorm in D a logit depends on the whole batch: refused, also from a phase.
     cfg.model.spectral_norm = false;

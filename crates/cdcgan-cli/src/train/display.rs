@@ -69,7 +69,7 @@ impl Observer for Display {
             let line = serde_json::json!({
                 "epoch": r.epoch, "epochs": r.epochs, "step": r.step,
                 "d_loss": r.mean.d_loss, "g_loss": r.mean.g_loss,
-                "d_real": r.mean.d_real, "d_fake": r.mean.d_fake,
+                "d_real": r.mean.d_real, "d_fake": r.mean.d_fake, "r1": r.mean.r1,
                 "images_per_sec": r.images_per_sec, "seconds": r.seconds,
                 "grid": r.grid, "checkpoint": r.checkpoint,
                 "quality": r.quality, "best_epoch": r.best.map(|(e, _)| e), "time": r.time,
@@ -105,13 +105,14 @@ impl Observer for Display {
                 String::new()
             };
             self.say(&format!(
-                "epoch {}/{}: d_loss {:.3} g_loss {:.3} D(x) {:.2} D(G(z)) {:.2}, {:.0} img/s, {:.0}s; {}{quality}{time}",
+                "epoch {}/{}: d_loss {:.3} g_loss {:.3} D(x) {:.2} D(G(z)) {:.2}{}, {:.0} img/s, {:.0}s; {}{quality}{time}",
                 r.epoch,
                 r.epochs,
                 r.mean.d_loss,
                 r.mean.g_loss,
                 r.mean.d_real,
                 r.mean.d_fake,
+                r.mean.r1.map_or(String::new(), |p| format!(" R1 {p:.4}")),
                 r.images_per_sec,
                 r.seconds,
                 r.grid.display()
