@@ -130,7 +130,8 @@ train_settings! {
         /// StyleGAN regulariser beside the BCE loss); 0 = off. Needs a D without BatchNorm
         /// or minibatch std (the `sngan` preset).
         r1: f64 = 0.0,
-        /// D steps between R1 penalties (lazy regularisation; the penalty is scaled by it).
+        /// D steps between R1 penalties (lazy regularisation: the penalty's gradient is scaled
+        /// by it).
         r1_every: u32 = 16,
         /// Steps between metrics.csv rows.
         log_every: u64 = 50,
