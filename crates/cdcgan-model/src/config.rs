@@ -132,6 +132,12 @@ impl ModelConfig {
         }
     }
 
+    /// Whether each discriminator logit depends on its own example alone: spectral
+    /// normalisation instead of BatchNorm, and no minibatch standard deviation.
+    pub fn per_example_disc(&self) -> bool {
+        self.spectral_norm && !self.minibatch_std
+    }
+
     /// Checks that every size is usable.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::Config(format!("{what} must be between 1 and 4096")));

@@ -241,7 +241,7 @@ impl Discriminator {
     /// Whether each logit depends on its own example alone (no BatchNorm and no minibatch
     /// standard deviation), so reals and fakes may share one pass.
     pub fn per_example(&self) -> bool {
-        self.bn2.is_none() && !self.config.minibatch_std
+        self.config.per_example_disc()
     }
 
     /// A view whose parameters are cut from autograd, for the generator's step: gradients

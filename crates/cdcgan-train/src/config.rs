@@ -138,6 +138,7 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.train.validate()?;
+        check_r1(&self.train, &self.model)?;
         let need = self.estimated_bytes();
         if need > MEMORY_BUDGET {
             return Err(Error::Config(format!(
@@ -213,7 +214,6 @@ impl RunConfig {
 fn validate_phases(phases: &[Phase], train: TrainConfig, model: &ModelConfig) -> Result<()> {
     let mut t = train;
     let mut last = 0;
-    check_r1(&t, model)?;
     for p in phases {
         if p.from_epoch <= last {
             return Err(Error::Config(format!(
@@ -236,7 +236,7 @@ fn validate_phases(phases: &[Phase], train: TrainConfig, model: &ModelConfig) ->
 /// R1 differentiates D per example, so it needs a D whose logit depends on its own example
 /// alone: spectral normalisation instead of BatchNorm, no minibatch std.
 pub(crate) fn check_r1(train: &TrainConfig, model: &ModelConfig) -> Result<()> {
-    if train.r1 > 0.0 && (!model.spectral_norm || model.minibatch_std) {
+    if train.r1 > 0.0 && !model.per_example_disc() {
         return Err(Error::Config(
             "r1 needs a discriminator without BatchNorm or minibatch std \
              (spectral_norm = true, minibatch_std = false; the sngan preset)"

@@ -43,13 +43,26 @@ pub(crate) fn r1(
     let b = reals.dim(0)?;
     let (g, norm) = input_gradient(d, reals, labels)?;
     let penalty = gamma / 2.0 * f64::from(norm.sqr()?.mean_all()?.to_scalar::<f32>()?);
+    let slope = slope_along(d, reals, labels, &g, &norm)?;
+    let surrogate = ((slope * norm)?.sum_all()? * (gamma * weight / b as f64))?;
+    Ok(R1 { surrogate, penalty })
+}
+
+/// D's slope `[b]` at each image along its unit gradient `g/‖g‖`, by the central difference
+/// over `±EPSILON`; differentiable in D's weights.
+fn slope_along(
+    d: &Discriminator,
+    reals: &Tensor,
+    labels: &Tensor,
+    g: &Tensor,
+    norm: &Tensor,
+) -> Result<Tensor> {
+    let b = reals.dim(0)?;
     let unit = g.broadcast_div(&(norm.clamp(1e-12, f64::MAX)?.reshape((b, 1, 1, 1))?))?;
     let step = (unit * EPSILON)?;
     let shifted = Tensor::cat(&[(reals + &step)?, (reals - &step)?], 0)?;
     let logits = d.forward_t(&shifted, &Tensor::cat(&[labels, labels], 0)?, false)?;
-    let slope = ((logits.narrow(0, 0, b)? - logits.narrow(0, b, b)?)? / (2.0 * EPSILON))?;
-    let surrogate = ((slope * norm)?.sum_all()? * (gamma * weight / b as f64))?;
-    Ok(R1 { surrogate, penalty })
+    Ok(((logits.narrow(0, 0, b)? - logits.narrow(0, b, b)?)? / (2.0 * EPSILON))?)
 }
 
 /// `∇ₓD(x, y)` at each image `[b, 1, 28, 28]` and its norm `[b]`, detached; D's weights and
@@ -107,13 +120,7 @@ mod tests {
         let d = &gan.discriminator;
         let (x, y) = batch(8, 1);
         let (g, norm) = input_gradient(d, &x, &y).unwrap();
-        let unit = g
-            .broadcast_div(&norm.reshape((8, 1, 1, 1)).unwrap())
-            .unwrap();
-        let step = (unit * EPSILON).unwrap();
-        let up = d.forward_t(&(&x + &step).unwrap(), &y, false).unwrap();
-        let down = d.forward_t(&(&x - &step).unwrap(), &y, false).unwrap();
-        let slope = ((up - down).unwrap() / (2.0 * EPSILON)).unwrap();
+        let slope = slope_along(d, &x, &y, &g, &norm).unwrap();
         let slope = slope.to_vec1::<f32>().unwrap();
         let norm = norm.to_vec1::<f32>().unwrap();
         for (s, n) in slope.iter().zip(&norm) {
