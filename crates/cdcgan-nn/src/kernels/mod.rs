@@ -111,6 +111,36 @@ pub(crate) fn par_fill<I: Iterator<Item = f32>>(
     out
 }
 
+/// `len` values made in parallel, `chunk` at a time: chunk `k` (from element `k·chunk`) is
+/// zeroed and handed to `fill(k, chunk)` by the same worker. It replaces `vec![0.0; len]`
+/// followed by a parallel pass over its chunks, where the zeroing ran on the calling thread
+/// alone, over the whole buffer, while the pool waited: up to a tenth of a training step's
+/// CPU time at batch 32, serial. Here each chunk is zeroed in parallel, just before it is
+/// written, while it is in cache.
+pub(crate) fn par_zeroed(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(k, slots): (usize, &mut [MaybeUninit<f32>])| {
+            for slot in slots.iter_mut() {
+                slot.write(0.0);
+            }
+            // SAFETY: every element of `slots` was just written, and `MaybeUninit<f32>` has
+            // the layout of `f32`.
+            let zeroed = unsafe { &mut *(slots as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            fill(k, zeroed);
+        });
+    // SAFETY: the chunks cover the first `len` elements, and each was written in full
+    // before `fill` ran; a panic in `fill` propagates before this line.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// Splits `n` images into one contiguous range per worker; returns (images per task, gemm
 /// threads). With fewer images than threads, each task's gemm gets its share of the spare
 /// threads (`threads / tasks`, rounded up), not the whole pool: three images on 16 threads
@@ -197,7 +227,7 @@ pub(crate) fn dims4(l: &Layout, what: &str) -> CResult<(usize, usize, usize, usi
 
 #[cfg(test)]
 mod tests {
-    use super::par_fill;
+    use super::{par_fill, par_zeroed};
 
     #[test]
     fn splits_cover_the_batch_in_whole_units_and_share_the_threads() {
@@ -240,6 +270,26 @@ mod tests {
         let want: Vec<f32> = (0..10).map(|i| i as f32).chain([-1.0, -2.0]).collect();
         assert_eq!(v, want);
         assert_eq!(par_fill(0, 4, |_| std::iter::empty(), &[3.0]), vec![3.0]);
+    }
+
+    #[test]
+    fn par_zeroed_hands_each_chunk_zeroed_with_its_index() {
+        // 10 elements in chunks of 4 on a pool larger than the machine: the last is short,
+        // and the fill leaves element 1 of each chunk alone, which must read zero.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .unwrap();
+        let v = pool.install(|| {
+            par_zeroed(10, 4, |k, chunk| {
+                assert!(chunk.iter().all(|v| *v == 0.0), "chunk {k} not zeroed");
+                for (i, v) in chunk.iter_mut().enumerate().filter(|(i, _)| *i != 1) {
+                    *v = (10 * k + i) as f32;
+                }
+            })
+        });
+        assert_eq!(v, [0., 0., 2., 3., 10., 0., 12., 13., 20., 0.]);
+        assert!(par_zeroed(0, 4, |_, _| unreachable!()).is_empty());
     }
 
     #[test]

@@ -5,84 +5,72 @@ use rayon::prelude::*;
 
 use super::gemm::{Mat, gemm, pack, unpack};
 use super::geometry::Geometry;
-use crate::kernels::{split, with_scratch};
+use crate::kernels::{par_zeroed, split, with_scratch};
 
 /// [`conv_forward`] by im2col and one gemm per chunk of images.
 pub(super) fn im2col_forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; g.n * g.out_size()];
-    if y.is_empty() {
-        return y;
-    }
     let (per_task, gemm_threads) = split(g.n);
     let (rows, p, chunk) = (g.rows(), g.positions(), g.chunk());
-    y.par_chunks_mut(per_task * g.out_size())
-        .zip(x.par_chunks(per_task * g.in_size()))
-        .for_each(|(y, x)| {
-            let imgs = y.len() / g.out_size();
-            with_scratch([rows * chunk * p, g.co * chunk * p], |[cols, out]| {
-                for start in (0..imgs).step_by(chunk) {
-                    let c = chunk.min(imgs - start);
-                    let ld = c * p;
-                    g.im2col_images(&x[start * g.in_size()..], c, cols);
-                    gemm(
-                        g.co,
-                        ld,
-                        rows,
-                        out,
-                        ld,
-                        false,
-                        Mat::rows(wt, rows),
-                        Mat::rows(cols, ld),
-                        gemm_threads,
-                    );
-                    let dst = &mut y[start * g.out_size()..(start + c) * g.out_size()];
-                    unpack(out, c, g.co, p, dst);
-                }
-            })
-        });
-    y
+    par_zeroed(g.n * g.out_size(), per_task * g.out_size(), |task, y| {
+        let x = &x[task * per_task * g.in_size()..];
+        let imgs = y.len() / g.out_size();
+        with_scratch([rows * chunk * p, g.co * chunk * p], |[cols, out]| {
+            for start in (0..imgs).step_by(chunk) {
+                let c = chunk.min(imgs - start);
+                let ld = c * p;
+                g.im2col_images(&x[start * g.in_size()..], c, cols);
+                gemm(
+                    g.co,
+                    ld,
+                    rows,
+                    out,
+                    ld,
+                    false,
+                    Mat::rows(wt, rows),
+                    Mat::rows(cols, ld),
+                    gemm_threads,
+                );
+                let dst = &mut y[start * g.out_size()..(start + c) * g.out_size()];
+                unpack(out, c, g.co, p, dst);
+            }
+        })
+    })
 }
 
 /// `x [n, ci, h, w] = convᵀ(y [n, co, ho, wo], w [co, ci, k, k])` by one gemm per chunk and
 /// col2im.
 pub(super) fn im2col_data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
-    let mut x = vec![0f32; g.n * g.in_size()];
-    if x.is_empty() {
-        return x;
-    }
     let (per_task, gemm_threads) = split(g.n);
     let (rows, p, chunk) = (g.rows(), g.positions(), g.chunk());
-    x.par_chunks_mut(per_task * g.in_size())
-        .zip(y.par_chunks(per_task * g.out_size()))
-        .for_each(|(x, y)| {
-            let imgs = x.len() / g.in_size();
-            with_scratch([rows * chunk * p, g.co * chunk * p], |[cols, packed]| {
-                for start in (0..imgs).step_by(chunk) {
-                    let c = chunk.min(imgs - start);
-                    let ld = c * p;
-                    pack(
-                        &y[start * g.out_size()..(start + c) * g.out_size()],
-                        c,
-                        g.co,
-                        p,
-                        packed,
-                    );
-                    gemm(
-                        rows,
-                        ld,
-                        g.co,
-                        cols,
-                        ld,
-                        false,
-                        Mat::transposed(wt, rows),
-                        Mat::rows(packed, ld),
-                        gemm_threads,
-                    );
-                    g.col2im_images(cols, c, &mut x[start * g.in_size()..]);
-                }
-            })
-        });
-    x
+    par_zeroed(g.n * g.in_size(), per_task * g.in_size(), |task, x| {
+        let y = &y[task * per_task * g.out_size()..];
+        let imgs = x.len() / g.in_size();
+        with_scratch([rows * chunk * p, g.co * chunk * p], |[cols, packed]| {
+            for start in (0..imgs).step_by(chunk) {
+                let c = chunk.min(imgs - start);
+                let ld = c * p;
+                pack(
+                    &y[start * g.out_size()..(start + c) * g.out_size()],
+                    c,
+                    g.co,
+                    p,
+                    packed,
+                );
+                gemm(
+                    rows,
+                    ld,
+                    g.co,
+                    cols,
+                    ld,
+                    false,
+                    Mat::transposed(wt, rows),
+                    Mat::rows(packed, ld),
+                    gemm_threads,
+                );
+                g.col2im_images(cols, c, &mut x[start * g.in_size()..]);
+            }
+        })
+    })
 }
 
 /// `dw [co, ci, k, k] = Σ_images dy [co, ho·wo] · im2col(x)ᵀ`.

@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::super::{split_by, with_scratch};
+use super::super::{par_zeroed, split_by, with_scratch};
 use super::{Geometry, Mat, gemm};
 
 mod lanes;
@@ -251,11 +251,9 @@ fn transform_inputs_body(
 /// every input plane `i` to output plane `o`, which are [`phase_kernel`]`(o, i)` for the
 /// forward correlation and `(i, o)` turned by 180 degrees (`flip`) for its adjoint.
 fn transform_kernels(plan: &Plan, g: &Geometry, wt: &[f32], flip: bool) -> Vec<f32> {
-    let mut u = vec![0f32; plan.cout * POINTS * plan.cin];
-    u.par_chunks_mut(POINTS * plan.cin)
-        .enumerate()
-        .for_each(|(o, u)| transform_kernel_row(plan, g, wt, flip, o, u));
-    u
+    par_zeroed(plan.cout * POINTS * plan.cin, POINTS * plan.cin, |o, u| {
+        transform_kernel_row(plan, g, wt, flip, o, u)
+    })
 }
 
 /// Row `o` of [`transform_kernels`] (`G · k · Gᵀ` for each kernel), [`LANES`] kernels at a
@@ -323,55 +321,47 @@ fn untransform_kernel_grads_body(cin: usize, parts: &[Vec<f32>], at: usize, dw: 
     }
 }
 
-/// Runs the correlation over `n` images of `src` into `n` images of `dst`, which must be
-/// zeroed: each output element is written once (phases never overlap).
-#[allow(clippy::too_many_arguments)]
+/// Runs the correlation over `n` images of `src` into `n` images of `dst_size` values each,
+/// returned. Each output element is written at most once (phases never overlap); the rest
+/// stay zero.
 fn correlate(
     plan: &Plan,
     n: usize,
-    source: Source,
-    src: &[f32],
-    src_size: usize,
+    (source, src, src_size): (Source, &[f32], usize),
     u: &[f32],
-    sink: Sink,
-    dst: &mut [f32],
-    dst_size: usize,
-) {
-    if n == 0 || dst.is_empty() {
-        return;
-    }
+    (sink, dst_size): (Sink, usize),
+) -> Vec<f32> {
     let (per_task, gemm_threads) = split_by(n, LANES);
     let chunk = plan.chunk(per_task);
     let (cin, cout, tiles) = (plan.cin, plan.cout, plan.tiles());
-    dst.par_chunks_mut(per_task * dst_size)
-        .zip(src.par_chunks(per_task * src_size))
-        .for_each(|(dst, src)| {
-            let imgs = dst.len() / dst_size;
-            with_scratch(scratch_sizes(plan, chunk), |[staged, v, m]| {
-                for start in (0..imgs).step_by(chunk) {
-                    let count = chunk.min(imgs - start);
-                    let lanes = count.next_multiple_of(LANES);
-                    let cols = tiles * lanes;
-                    let src = &src[start * src_size..];
-                    transform_inputs(plan, source, src, src_size, count, staged, v);
-                    for xi in 0..POINTS {
-                        gemm(
-                            cout,
-                            cols,
-                            cin,
-                            &mut m[xi * cols..cout * POINTS * cols],
-                            POINTS * cols,
-                            false,
-                            Mat::rows(&u[xi * cin..], POINTS * cin),
-                            Mat::rows(&v[xi * cols..], POINTS * cols),
-                            gemm_threads,
-                        );
-                    }
-                    let out = &mut dst[start * dst_size..(start + count) * dst_size];
-                    transform_outputs(plan, sink, m, count, out, dst_size);
+    par_zeroed(n * dst_size, per_task * dst_size, |task, dst| {
+        let src = &src[task * per_task * src_size..];
+        let imgs = dst.len() / dst_size;
+        with_scratch(scratch_sizes(plan, chunk), |[staged, v, m]| {
+            for start in (0..imgs).step_by(chunk) {
+                let count = chunk.min(imgs - start);
+                let lanes = count.next_multiple_of(LANES);
+                let cols = tiles * lanes;
+                let src = &src[start * src_size..];
+                transform_inputs(plan, source, src, src_size, count, staged, v);
+                for xi in 0..POINTS {
+                    gemm(
+                        cout,
+                        cols,
+                        cin,
+                        &mut m[xi * cols..cout * POINTS * cols],
+                        POINTS * cols,
+                        false,
+                        Mat::rows(&u[xi * cin..], POINTS * cin),
+                        Mat::rows(&v[xi * cols..], POINTS * cols),
+                        gemm_threads,
+                    );
                 }
-            })
-        });
+                let out = &mut dst[start * dst_size..(start + count) * dst_size];
+                transform_outputs(plan, sink, m, count, out, dst_size);
+            }
+        })
+    })
 }
 
 /// Takes the products `m [cout][25][tiles·lanes]` of `count` images back to output tiles
@@ -440,19 +430,13 @@ pub(super) fn forward(g: &Geometry, x: &[f32], wt: &[f32]) -> Vec<f32> {
         ow: g.wo,
     };
     let u = transform_kernels(&plan, g, wt, false);
-    let mut y = vec![0f32; g.n * g.out_size()];
     correlate(
         &plan,
         g.n,
-        Source::Phases { h: g.h, w: g.w },
-        x,
-        g.in_size(),
+        (Source::Phases { h: g.h, w: g.w }, x, g.in_size()),
         &u,
-        Sink::Plain { h: g.ho, w: g.wo },
-        &mut y,
-        g.out_size(),
-    );
-    y
+        (Sink::Plain { h: g.ho, w: g.wo }, g.out_size()),
+    )
 }
 
 /// `x [n, ci, h, w] = convᵀ(y [n, co, ho, wo], w [co, ci, 4, 4])`: the adjoint of
@@ -466,19 +450,13 @@ pub(super) fn data(g: &Geometry, y: &[f32], wt: &[f32]) -> Vec<f32> {
     };
     // Output plane p from input channel o: the flipped kernels of `forward`.
     let u = transform_kernels(&plan, g, wt, true);
-    let mut x = vec![0f32; g.n * g.in_size()];
     correlate(
         &plan,
         g.n,
-        Source::Shifted { h: g.ho, w: g.wo },
-        y,
-        g.out_size(),
+        (Source::Shifted { h: g.ho, w: g.wo }, y, g.out_size()),
         &u,
-        Sink::Phases { h: g.h, w: g.w },
-        &mut x,
-        g.in_size(),
-    );
-    x
+        (Sink::Phases { h: g.h, w: g.w }, g.in_size()),
+    )
 }
 
 /// Transforms the output-gradient tiles of `count` images, `dy [count][cout, oh, ow]`, into
@@ -525,9 +503,9 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     };
     let (cin, cout, tiles) = (plan.cin, plan.cout, plan.tiles());
     let size = cout * POINTS * cin;
-    let mut dw = vec![0f32; g.co * g.ci * 16];
-    if g.n == 0 || dw.is_empty() {
-        return dw;
+    let dw_len = g.co * g.ci * 16;
+    if g.n == 0 || dw_len == 0 {
+        return vec![0f32; dw_len];
     }
     let (per_task, gemm_threads) = split_by(g.n, LANES);
     let chunk = plan.chunk(per_task);
@@ -568,10 +546,9 @@ pub(super) fn weight(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         })
         .collect();
     // Back to 2x2 kernels (Gᵀ · dU · G), summing the partials, and to the 4x4 layout.
-    dw.par_chunks_mut(g.ci * 16)
-        .enumerate()
-        .for_each(|(o, dw)| untransform_kernel_grads(cin, &partial, o * POINTS * cin, dw));
-    dw
+    par_zeroed(dw_len, g.ci * 16, |o, dw| {
+        untransform_kernel_grads(cin, &partial, o * POINTS * cin, dw)
+    })
 }
 
 #[cfg(test)]
