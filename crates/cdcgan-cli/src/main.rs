@@ -39,7 +39,7 @@ struct Cli {
 
 /// Sizes the thread pools: `threads`, else `$RAYON_NUM_THREADS`, else the physical cores
 /// (candle's rule). The count is also written to `RAYON_NUM_THREADS`, which candle's own pool
-/// reads, so both pools agree.
+/// reads, and candle's element-wise pool is sized for it (`runtime::size_candle_pool`).
 ///
 /// # Safety
 /// It sets an environment variable: no other thread may be running.
@@ -47,6 +47,8 @@ unsafe fn set_threads(threads: Option<u16>) -> Result<usize> {
     let n = threads.map_or_else(candle_core::utils::get_num_threads, usize::from);
     // SAFETY: the caller guarantees no other thread is running.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    // SAFETY: as above.
+    unsafe { runtime::size_candle_pool(n) };
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
@@ -236,8 +238,6 @@ fn message(e: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     runtime::keep_freed_memory();
-    // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe { runtime::shorten_candle_spin() };
     let cli = Cli::parse();
     // SAFETY: still no other thread: parsing the arguments starts none.
     if let Err(e) = unsafe { set_threads(cli.threads) } {

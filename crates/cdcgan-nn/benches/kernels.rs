@@ -71,11 +71,12 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 
-/// `criterion_main!` with the spin of candle's element-wise pool shortened first, as the
-/// `cdcgan` binary and `cargo xtask bench` run it.
+/// `criterion_main!` with candle's element-wise pool sized first, as the `cdcgan` binary and
+/// `cargo xtask bench` run it.
 fn main() {
+    let threads = candle_core::utils::get_num_threads();
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe { cdcgan_nn::runtime::shorten_candle_spin() };
+    unsafe { cdcgan_nn::runtime::size_candle_pool(threads) };
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

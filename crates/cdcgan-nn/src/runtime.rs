@@ -2,7 +2,8 @@
 //!
 //! ```
 //! // SAFETY: first thing in `main`, before any other thread starts.
-//! unsafe { cdcgan_nn::runtime::shorten_candle_spin() };
+//! let threads = candle_core::utils::get_num_threads();
+//! unsafe { cdcgan_nn::runtime::size_candle_pool(threads) };
 //! ```
 //!
 //! With the `mimalloc` feature, [`keep_freed_memory`] also tunes mimalloc, which a binary
@@ -20,22 +21,39 @@
 //! Candle allocates a fresh buffer per op; glibc's malloc hands large ones back to the kernel
 //! at once, so every training step pays page faults that mimalloc, kept from purging, avoids.
 
-/// Shortens the spin of candle's element-wise thread pool to 1,000 rounds, unless the
-/// environment already sets `CANDLE_BARRIER_POOL_SPIN_LIMIT`. After each op, its worker
-/// spins 25,000 times (about 0.4 ms on a 2-core AMD EPYC) before sleeping, on the cores
-/// that rayon's pool needs for the kernels here: 14% of a batch-64 training step of
-/// `dcgan28`. 1,000 rounds still catch back-to-back ops; training steps ran 1.06-1.18x
-/// faster at batches 32-128. The `cdcgan` binary calls it first thing.
+/// Sizes candle's element-wise thread pool for `threads` kernel threads (rayon's pool), unless
+/// the environment already sets `CANDLE_NUM_THREADS` or `CANDLE_BARRIER_POOL_SPIN_LIMIT`.
+///
+/// candle runs its element-wise ops on a pool of its own: the calling thread plus
+/// `threads - 1` workers, each spinning after an op before it sleeps, on the same cores as the
+/// kernels' pool.
+/// - On one or two threads the pool is the calling thread alone (`CANDLE_NUM_THREADS=1`):
+///   its one worker, woken for every element-wise op and spinning beside the kernels' two
+///   workers, cost more than it saved. Default-recipe steps at batch 32 ran 1.23x faster on
+///   the 2-core Intel Xeon (docs/benchmarks.md).
+/// - On more threads the workers stay, with their spin shortened from 25,000 rounds to 1,000
+///   (`CANDLE_BARRIER_POOL_SPIN_LIMIT`): the long spin was 14% of a batch-64 step on a 2-core
+///   AMD EPYC.
+///
+/// Returns the variable set and its value, or `None` when the environment already chose.
 ///
 /// # Safety
-/// It sets an environment variable, so no other thread may be running (reading or
-/// writing the environment); call it at the start of `main`, before candle's pool starts.
-pub unsafe fn shorten_candle_spin() {
-    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
-    if std::env::var_os(VAR).is_none() {
-        // SAFETY: the caller guarantees no other thread is running.
-        unsafe { std::env::set_var(VAR, "1000") };
+/// It sets an environment variable, so no other thread may be running (reading or writing
+/// the environment); call it at the start of `main`, before candle's pool starts.
+pub unsafe fn size_candle_pool(threads: usize) -> Option<(&'static str, &'static str)> {
+    const THREADS: &str = "CANDLE_NUM_THREADS";
+    const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(THREADS).is_some() || std::env::var_os(SPIN).is_some() {
+        return None;
     }
+    let set = if threads <= 2 {
+        (THREADS, "1")
+    } else {
+        (SPIN, "1000")
+    };
+    // SAFETY: the caller guarantees no other thread is running.
+    unsafe { std::env::set_var(set.0, set.1) };
+    Some(set)
 }
 
 /// Tells mimalloc (the process's global allocator) never to hand freed memory back to the OS.

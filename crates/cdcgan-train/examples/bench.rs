@@ -136,7 +136,7 @@ fn main() -> Res<()> {
     // As the `cdcgan` binary does.
     runtime::keep_freed_memory();
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe { runtime::shorten_candle_spin() };
+    unsafe { runtime::size_candle_pool(candle_core::utils::get_num_threads()) };
     let args = parse()?;
     kernels::set_fast_kernels(!args.stock);
     let dev = Device::Cpu;
@@ -217,6 +217,7 @@ fn main() -> Res<()> {
     Ok(())
 }
 
+/// The pools' thread count: `$RAYON_NUM_THREADS`, else the physical cores (candle's rule).
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    candle_core::utils::get_num_threads()
 }
