@@ -41,19 +41,27 @@
 /// It sets an environment variable, so no other thread may be running (reading or writing
 /// the environment); call it at the start of `main`, before candle's pool starts.
 pub unsafe fn size_candle_pool(threads: usize) -> Option<(&'static str, &'static str)> {
-    const THREADS: &str = "CANDLE_NUM_THREADS";
-    const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
-    if std::env::var_os(THREADS).is_some() || std::env::var_os(SPIN).is_some() {
-        return None;
-    }
-    let set = if threads <= 2 {
-        (THREADS, "1")
-    } else {
-        (SPIN, "1000")
-    };
+    let set = candle_pool_setting(threads, |var| std::env::var_os(var).is_some())?;
     // SAFETY: the caller guarantees no other thread is running.
     unsafe { std::env::set_var(set.0, set.1) };
     Some(set)
+}
+
+/// The variable [`size_candle_pool`] sets for `threads`, or `None` if `is_set` says the
+/// environment already has one of the two.
+fn candle_pool_setting(
+    threads: usize,
+    is_set: impl Fn(&str) -> bool,
+) -> Option<(&'static str, &'static str)> {
+    const THREADS: &str = "CANDLE_NUM_THREADS";
+    const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if is_set(THREADS) || is_set(SPIN) {
+        None
+    } else if threads <= 2 {
+        Some((THREADS, "1"))
+    } else {
+        Some((SPIN, "1000"))
+    }
 }
 
 /// Tells mimalloc (the process's global allocator) never to hand freed memory back to the OS.
@@ -66,4 +74,30 @@ pub fn keep_freed_memory() {
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets one option; mimalloc reads its options at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::candle_pool_setting;
+
+    #[test]
+    fn two_threads_get_no_candle_worker_more_get_a_short_spin_the_environment_wins() {
+        let unset = |_: &str| false;
+        for threads in [1, 2] {
+            assert_eq!(
+                candle_pool_setting(threads, unset),
+                Some(("CANDLE_NUM_THREADS", "1"))
+            );
+        }
+        for threads in [3, 8, 64] {
+            assert_eq!(
+                candle_pool_setting(threads, unset),
+                Some(("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000"))
+            );
+        }
+        for var in ["CANDLE_NUM_THREADS", "CANDLE_BARRIER_POOL_SPIN_LIMIT"] {
+            assert_eq!(candle_pool_setting(2, |v: &str| v == var), None);
+            assert_eq!(candle_pool_setting(8, |v: &str| v == var), None);
+        }
+    }
 }
