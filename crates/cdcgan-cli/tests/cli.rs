@@ -207,13 +207,13 @@ fn the_recipes_are_config_files_and_phases_parse() {
     );
     let m = shipped.model;
     assert!(m.projection && m.spectral_norm && !m.spectral_norm_proj);
-    assert_eq!(shipped.train.epochs, 13);
+    assert_eq!((shipped.train.epochs, shipped.train.r1), (16, 0.5));
     let phases: Vec<_> = shipped
         .phases
         .iter()
-        .map(|p| (p.from_epoch, p.set.lr))
+        .map(|p| (p.from_epoch, p.set.lr, p.set.r1))
         .collect();
-    assert_eq!(phases, [(10, Some(5e-5))]);
+    assert_eq!(phases, [(10, Some(5e-5), None), (14, None, Some(0.0))]);
 
     let cfg = effective("batchnorm-projection.toml");
     assert!(cfg.model.projection && !cfg.model.spectral_norm);
@@ -231,17 +231,6 @@ fn the_recipes_are_config_files_and_phases_parse() {
             (16, Some(5e-5), Some(0.5))
         ]
     );
-
-    // The shipped recipe with R1 for 13 epochs, then three without it.
-    let cfg = effective("wide.toml");
-    assert_eq!(cfg.model, shipped.model);
-    assert_eq!((cfg.train.epochs, cfg.train.r1), (16, 0.5));
-    let phases: Vec<_> = cfg
-        .phases
-        .iter()
-        .map(|p| (p.from_epoch, p.set.lr, p.set.r1))
-        .collect();
-    assert_eq!(phases, [(10, Some(5e-5), None), (14, None, Some(0.0))]);
 }
 
 #[test]
