@@ -136,7 +136,7 @@ fn main() -> Res<()> {
     // As the `cdcgan` binary does.
     runtime::keep_freed_memory();
     // SAFETY: first thing in `main`: no other thread exists yet.
-    unsafe { runtime::size_candle_pool(candle_core::utils::get_num_threads()) };
+    unsafe { runtime::size_candle_pool(rayon_threads()) };
     let args = parse()?;
     kernels::set_fast_kernels(!args.stock);
     let dev = Device::Cpu;
